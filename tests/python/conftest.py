@@ -1,0 +1,103 @@
+"""Fixtures: a real `keelson apiserver` (and a real etcd) per test module, on loopback."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class Etcd:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="keelson-etcd-")
+        cport, pport = free_port(), free_port()
+        self.endpoint = f"http://127.0.0.1:{cport}"
+        peer = f"http://127.0.0.1:{pport}"
+        self.log = open(os.path.join(self.dir, "etcd.log"), "w")
+        self.proc = subprocess.Popen(
+            ["etcd", "--name", "t", "--data-dir", os.path.join(self.dir, "data"),
+             "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", f"t={peer}"],
+            stdout=subprocess.DEVNULL, stderr=self.log)
+        assert wait_port(cport), "etcd did not start"
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Server:
+    def __init__(self, backend):
+        self.bin = os.environ["KEELSON_BIN"]
+        self.dir = tempfile.mkdtemp(prefix="keelson-py-")
+        self.port = free_port()
+        self.kubeconfig = os.path.join(self.dir, "kubeconfig.yaml")
+        self.etcd = Etcd() if backend == "etcd" else None
+        self.proc = None
+        self.start()
+
+    def start(self):
+        args = [self.bin, "apiserver", "--data-dir", self.dir, "--bind-address", "127.0.0.1",
+                "--secure-port", str(self.port), "--bookmark-interval-seconds", "1"]
+        if self.etcd:
+            args += ["--etcd-servers", self.etcd.endpoint]
+        self.log = open(os.path.join(self.dir, "apiserver.log"), "a")
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log)
+        deadline = time.time() + 30
+        while time.time() < deadline and not os.path.exists(self.kubeconfig):
+            time.sleep(0.05)
+        assert wait_port(self.port), "keelson apiserver did not start:\n" + self.read_log()
+
+    def read_log(self):
+        with open(os.path.join(self.dir, "apiserver.log")) as f:
+            return f.read()[-4000:]
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.log.close()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.etcd:
+            self.etcd.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def client(self):
+        from kubernetes import client, config
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=self.kubeconfig, client_configuration=cfg)
+        return client.ApiClient(cfg)
+
+
+@pytest.fixture(params=["sqlite", "etcd"], scope="module")
+def server(request):
+    s = Server(request.param)
+    yield s
+    s.stop()
