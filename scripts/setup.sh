@@ -13,7 +13,7 @@ need_root() {
 }
 
 apt_packages=(
-  protobuf-compiler   # etcd-client and containerd-client build with protoc
+  protobuf-compiler libprotobuf-dev   # etcd-client and containerd-client build with protoc
   build-essential pkg-config ca-certificates curl
   containerd runc      # container runtime
   etcd-server          # store backend for HA clusters and the etcd test suite

@@ -158,15 +158,30 @@ def test_conflicts_and_errors(server):
     assert e.value.status == 409 and json.loads(e.value.body)["reason"] == "Conflict"
     # raw requests: malformed JSON, oversized body, unknown resource
     path = f"/api/v1/namespaces/{ns}/configmaps"
-    for body, code in [("{not json", 400), ("x" * (3 * 1024 * 1024 + 10), 413)]:
-        with pytest.raises(ApiException) as e:
-            api.call_api(path, "POST", body=body, header_params={"Content-Type": "application/json"},
-                         auth_settings=["BearerToken"], _preload_content=False)
-        assert e.value.status == code, e.value.body
-        assert json.loads(e.value.body)["kind"] == "Status"
-    with pytest.raises(ApiException) as e:
-        api.call_api("/api/v1/widgets", "GET", auth_settings=["BearerToken"], _preload_content=False)
-    assert e.value.status == 404
+    for body, code in [(b"{not json", 400), (b"x" * (3 * 1024 * 1024 + 10), 413)]:
+        status, resp = raw(api, "POST", path, body)
+        assert status == code, resp
+        assert json.loads(resp)["kind"] == "Status"
+    status, resp = raw(api, "GET", "/api/v1/widgets")
+    assert status == 404 and json.loads(resp)["reason"] == "NotFound"
+    status, resp = raw(api, "POST", path, b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-yaml}\n", "application/yaml")
+    assert status == 201, resp
+
+
+def raw(api, method, path, body=None, ctype="application/json"):
+    """A request with the client's own certificates, bypassing the generated client."""
+    import ssl
+    import urllib.request
+    import urllib.error
+    cfg = api.configuration
+    ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+    ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+    req = urllib.request.Request(cfg.host + path, data=body, method=method, headers={"Content-Type": ctype})
+    try:
+        with urllib.request.urlopen(req, context=ctx) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
 
 
 def test_graceful_pod_deletion(server):
@@ -231,3 +246,24 @@ def test_acknowledged_writes_survive_kill9(server):
     have = {c.metadata.name for c in core.list_namespaced_config_map(ns).items}
     missing = [n for n in acked if n not in have]
     assert not missing, f"{len(missing)} acknowledged objects lost: {missing[:10]}"
+
+
+def test_no_credentials_is_401_except_health(server):
+    import ssl
+    import urllib.request
+    import urllib.error
+    import yaml
+    import base64
+    with open(server.kubeconfig) as f:
+        kc = yaml.safe_load(f)
+    ca = base64.b64decode(kc["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+    ctx = ssl.create_default_context(cadata=ca)
+    base = f"https://127.0.0.1:{server.port}"
+    for path in ["/api/v1/pods", "/api", "/apis/coordination.k8s.io/v1/leases"]:
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(base + path, context=ctx)
+        assert e.value.code == 401
+        status = json.loads(e.value.read())
+        assert status["kind"] == "Status" and status["reason"] == "Unauthorized"
+    for path in ["/healthz", "/livez", "/readyz", "/version"]:
+        assert urllib.request.urlopen(base + path, context=ctx).status == 200

@@ -563,6 +563,47 @@ fn check_quantities(kind: &str, obj: &Value) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// The pod's QoS class as Kubernetes computes it for `status.qosClass` (`GetPodQOS`): only
+/// cpu and memory count, zero quantities are ignored; `Guaranteed` needs cpu and memory
+/// limits on every container with requests equal to them, `BestEffort` has neither anywhere.
+pub fn pod_qos_class(pod: &Value) -> &'static str {
+    let containers = ["initContainers", "containers"]
+        .into_iter()
+        .flat_map(|list| {
+            pod.pointer(&format!("/spec/{list}"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        });
+    let relevant = |c: &Value, key: &str| -> Vec<(String, i128)> {
+        ["cpu", "memory"]
+            .into_iter()
+            .filter_map(|r| {
+                let text = c.pointer(&format!("/resources/{key}/{r}"))?.as_str()?;
+                let millis = quantity::parse_quantity(text).ok()?;
+                (millis != 0).then(|| (r.to_string(), millis))
+            })
+            .collect()
+    };
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in containers {
+        let (requests, limits) = (relevant(c, "requests"), relevant(c, "limits"));
+        any |= !requests.is_empty() || !limits.is_empty();
+        if limits.len() < 2 {
+            guaranteed = false;
+        }
+        if requests.iter().any(|r| !limits.contains(r)) {
+            guaranteed = false;
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
 /// `a.b.c` lookup in a JSON object.
 pub(crate) fn pointer<'a>(v: &'a Value, dotted: &str) -> Option<&'a Value> {
     dotted.split('.').try_fold(v, |v, k| v.get(k))
@@ -768,6 +809,25 @@ mod tests {
             decode_slice(pods(), b"{").unwrap_err(),
             DecodeError::Syntax(_)
         ));
+    }
+
+    #[test]
+    fn qos_classes() {
+        let pod = |resources: Value| json!({"spec": {"containers": [{"name": "c", "resources": resources}]}});
+        assert_eq!(pod_qos_class(&pod(json!({}))), "BestEffort");
+        assert_eq!(
+            pod_qos_class(&pod(json!({"limits": {"cpu": "1", "memory": "1Gi"},
+                                     "requests": {"cpu": "1000m", "memory": "1Gi"}}))),
+            "Guaranteed"
+        );
+        assert_eq!(
+            pod_qos_class(&pod(json!({"requests": {"cpu": "100m"}}))),
+            "Burstable"
+        );
+        assert_eq!(
+            pod_qos_class(&pod(json!({"limits": {"cpu": "0"}}))),
+            "BestEffort"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@
 
 mod patch_meta;
 mod paths;
+mod protobuf;
 mod resources;
 mod schemas;
 
@@ -42,6 +43,7 @@ struct Documents {
     definitions: Map<String, Value>,
     v2: Value,
     v2_json: Vec<u8>,
+    v2_protobuf: Vec<u8>,
     v3: Vec<V3Document>,
 }
 
@@ -70,6 +72,7 @@ fn build() -> Documents {
         "security": [{ "BearerToken": [] }],
     });
     let v2_json = to_json(&v2);
+    let v2_protobuf = protobuf::encode(&v2);
 
     let v3 = GROUP_VERSIONS
         .iter()
@@ -124,6 +127,7 @@ fn build() -> Documents {
         definitions,
         v2,
         v2_json,
+        v2_protobuf,
         v3,
     }
 }
@@ -136,10 +140,12 @@ fn to_json(value: &Value) -> Vec<u8> {
 
 fn hex_upper(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-        let _ = write!(out, "{b:02X}");
-        out
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02X}");
+            out
+        })
 }
 
 fn find_v3(group_version_path: &str) -> Option<&'static V3Document> {
@@ -196,8 +202,8 @@ pub fn v3_document_hash(group_version_path: &str) -> Option<&'static str> {
     find_v3(group_version_path).map(|d| d.hash.as_str())
 }
 
-/// The Swagger 2.0 document for `GET /openapi/v2` (JSON form; kubectl first asks for the
-/// protobuf form, which content negotiation must decline or provide).
+/// The Swagger 2.0 document for `GET /openapi/v2` in JSON form (for
+/// `Accept: application/json`; see [`v2_document_protobuf`] for the form kubectl asks for).
 pub fn v2_document() -> Value {
     documents().v2.clone()
 }
@@ -212,6 +218,24 @@ pub fn v2_document_json() -> &'static [u8] {
     &documents().v2_json
 }
 
+/// `Accept` media types that select [`v2_document_protobuf`]; kubectl sends the first.
+pub const V2_PROTOBUF_ACCEPT: [&str; 2] = [
+    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+];
+
+/// `Content-Type` to answer [`v2_document_protobuf`] with. Not the `@` form kubectl asks for:
+/// Go's media type parser rejects it, and kubectl then fails with "mime: unexpected content
+/// after media subtype".
+pub const V2_PROTOBUF_CONTENT_TYPE: &str =
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// [`v2_document`] as a gnostic `openapi.v2.Document` protobuf message: what kubectl asks for
+/// first (see [`V2_PROTOBUF_ACCEPT`]), and the only form kubectl 1.27 and 1.28 read.
+pub fn v2_document_protobuf() -> &'static [u8] {
+    &documents().v2_protobuf
+}
+
 /// Swagger 2.0 definitions (with the patch extensions) the strategic merge patch walks.
 pub(crate) fn definitions() -> &'static Map<String, Value> {
     &documents().definitions
@@ -223,7 +247,10 @@ pub(crate) fn definition_of_kind(group: &str, kind: &str) -> Option<&'static str
     definitions().iter().find_map(|(name, schema)| {
         let gvks = schema.get("x-kubernetes-group-version-kind")?.as_array()?;
         gvks.iter()
-            .any(|g| g.get("group").and_then(Value::as_str) == Some(group) && g.get("kind").and_then(Value::as_str) == Some(kind))
+            .any(|g| {
+                g.get("group").and_then(Value::as_str) == Some(group)
+                    && g.get("kind").and_then(Value::as_str) == Some(kind)
+            })
             .then_some(name.as_str())
     })
 }

@@ -78,7 +78,9 @@ impl PatchError {
         match self {
             // Kubernetes builds these with NewGenericServerResponse(422, ...), which keeps only
             // its canned text; kubectl prints "The request is invalid: <this>".
-            PatchError::Rejected(_) => "the server rejected our request due to an error in our request".to_owned(),
+            PatchError::Rejected(_) => {
+                "the server rejected our request due to an error in our request".to_owned()
+            }
             PatchError::TooManyOperations { .. } => format!("Request entity too large: {self}"),
             other => other.to_string(),
         }
@@ -146,7 +148,11 @@ pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, PatchError> {
 /// `$patch: replace|delete` directives, `$retainKeys`, `$deleteFromPrimitiveList/<field>` and
 /// `$setElementOrder/<field>` are honoured; new list elements are placed where Kubernetes
 /// places them.
-pub fn strategic_merge_patch(kind_key: (&str, &str), target: &Value, patch: &Value) -> Result<Value, PatchError> {
+pub fn strategic_merge_patch(
+    kind_key: (&str, &str),
+    target: &Value,
+    patch: &Value,
+) -> Result<Value, PatchError> {
     strategic::apply(kind_key, target, patch)
 }
 

@@ -83,6 +83,7 @@ pub struct RunningServer {
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     cache_task: tokio::task::JoinHandle<()>,
+    compactor: keelson_store::Compactor,
 }
 
 impl RunningServer {
@@ -91,6 +92,7 @@ impl RunningServer {
         self.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
         self.cache_task.abort();
+        self.compactor.stop().await;
     }
 
     /// Runs until `token` is cancelled.
@@ -161,6 +163,8 @@ pub async fn start(cfg: Config) -> Result<RunningServer> {
     );
     bootstrap(&store, &alloc, advertise, addr.port()).await?;
     let (cache, cache_task) = crate::watchcache::WatchCache::start(store.clone()).await?;
+    // Old revisions are dropped on a schedule, keeping a window for watches that resume.
+    let compactor = keelson_store::Compactor::spawn(store.clone(), keelson_store::CompactorConfig::default());
 
     let mut admission = AdmissionChain::default();
     admission.push(Arc::new(NamespaceLifecycle {
@@ -203,6 +207,7 @@ pub async fn start(cfg: Config) -> Result<RunningServer> {
         shutdown,
         task,
         cache_task,
+        compactor,
     })
 }
 
@@ -368,17 +373,14 @@ async fn handle(server: Arc<ApiServer>, req: Request<Incoming>, user: Option<Use
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<usize>().ok());
+            let mut incoming = req.into_body();
             if declared.is_some_and(|n| n > MAX_BODY) {
+                drain(&mut incoming).await;
                 return response::error(&ApiError::too_large());
             }
-            let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => {
-                    if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                        return response::error(&ApiError::too_large());
-                    }
-                    return response::error(&ApiError::bad_request(format!("reading request body: {e}")));
-                }
+            let body = match read_limited(&mut incoming).await {
+                Ok(b) => b,
+                Err(e) => return response::error(&e),
             };
             let mut call = Call {
                 path: p,
@@ -403,6 +405,38 @@ async fn handle(server: Arc<ApiServer>, req: Request<Incoming>, user: Option<Use
     };
     tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
     resp
+}
+
+/// Reads a request body of at most `MAX_BODY` bytes. A larger one is read to its end (up to a
+/// bound) before the 413 goes out, so the client sees the answer instead of a reset connection.
+async fn read_limited(body: &mut Incoming) -> Result<Bytes, ApiError> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() > MAX_BODY {
+                drain(body).await;
+                return Err(ApiError::too_large());
+            }
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Discards what is left of a body, giving up after a bound so a client cannot make the server
+/// read forever.
+async fn drain(body: &mut Incoming) {
+    let mut seen = 0usize;
+    let bound = 4 * MAX_BODY;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout(Duration::from_secs(5), body.frame()).await {
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen > bound {
+                break;
+            }
+        }
+    }
 }
 
 fn unreachable_ok() -> Response<Body> {

@@ -177,19 +177,7 @@ impl WatchCache {
         store: Arc<dyn Store>,
     ) -> Result<(Arc<Self>, tokio::task::JoinHandle<()>), keelson_store::Error> {
         let list = store.list(REGISTRY_PREFIX, ListOptions::default()).await?;
-        let mut resources: HashMap<String, ResourceCache> = HashMap::new();
-        for kv in &list.items {
-            let Some(res) = resource_of(&kv.key) else { continue };
-            let Some(obj) = CachedObject::from_kv(kv) else {
-                tracing::warn!(key = %kv.key, "skipping undecodable object in store");
-                continue;
-            };
-            resources
-                .entry(res.to_string())
-                .or_insert_with(|| ResourceCache::new(list.revision))
-                .objects
-                .insert(kv.key.clone(), Arc::new(obj));
-        }
+        let resources = Self::build(&list.items, list.revision);
         let cache = Arc::new(Self {
             inner: RwLock::new(Inner {
                 resources,
@@ -199,6 +187,36 @@ impl WatchCache {
         });
         let task = tokio::spawn(Self::follow(cache.clone(), store, list.revision));
         Ok((cache, task))
+    }
+
+    fn build(items: &[KeyValue], revision: Revision) -> HashMap<String, ResourceCache> {
+        let mut resources: HashMap<String, ResourceCache> = HashMap::new();
+        for kv in items {
+            let Some(res) = resource_of(&kv.key) else { continue };
+            let Some(obj) = CachedObject::from_kv(kv) else {
+                tracing::warn!(key = %kv.key, "skipping undecodable object in store");
+                continue;
+            };
+            resources
+                .entry(res.to_string())
+                .or_insert_with(|| ResourceCache::new(revision))
+                .objects
+                .insert(kv.key.clone(), Arc::new(obj));
+        }
+        resources
+    }
+
+    /// Replaces everything with a fresh list. Dropping the old broadcast senders ends every
+    /// open watch; history starts again at `revision`.
+    fn reset(&self, items: &[KeyValue], revision: Revision) {
+        let resources = Self::build(items, revision);
+        let mut inner = match self.inner.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        inner.resources = resources;
+        inner.start = revision;
+        self.revision.send_replace(revision);
     }
 
     async fn follow(cache: Arc<Self>, store: Arc<dyn Store>, mut after: Revision) {
@@ -216,6 +234,19 @@ impl WatchCache {
                     Ok(ev) => {
                         after = ev.revision();
                         cache.apply(ev);
+                    }
+                    Err(keelson_store::Error::Compacted { .. }) => {
+                        // History the cache needed is gone: start over from a fresh list, as
+                        // Kubernetes' cacher does. Watchers are closed and resume (or relist).
+                        tracing::warn!("watch cache: fell behind a compaction; relisting");
+                        match store.list(REGISTRY_PREFIX, ListOptions::default()).await {
+                            Ok(list) => {
+                                after = list.revision;
+                                cache.reset(&list.items, list.revision);
+                            }
+                            Err(e) => tracing::error!(error = %e, "watch cache: relist failed"),
+                        }
+                        break;
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "watch cache: store watch ended; resuming");

@@ -174,14 +174,14 @@ fn errors_are_kubernetes_statuses() {
 }
 
 #[test]
-fn requests_without_credentials_are_unauthorized() {
+fn requests_with_unknown_credentials_are_unauthorized() {
     let server = ApiServerProc::start(&bin(), Backend::Sqlite);
     let kbin = &kubectl_binaries()[0];
     let anon = server.data_dir.path().join("anon.yaml");
     std::fs::write(
         &anon,
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user: {{}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user: {{token: not-a-known-token}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
             server.url
         ),
     )

@@ -174,7 +174,12 @@ const LIST_PARAMS: &[Param] = &[
 ];
 const WRITE_PARAMS: &[Param] = &[DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION];
 const PATCH_PARAMS: &[Param] = &[DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION, FORCE];
-const DELETE_PARAMS: &[Param] = &[DRY_RUN, GRACE_PERIOD_SECONDS, ORPHAN_DEPENDENTS, PROPAGATION_POLICY];
+const DELETE_PARAMS: &[Param] = &[
+    DRY_RUN,
+    GRACE_PERIOD_SECONDS,
+    ORPHAN_DEPENDENTS,
+    PROPAGATION_POLICY,
+];
 const DELETE_COLLECTION_PARAMS: &[Param] = &[
     CONTINUE,
     DRY_RUN,
@@ -190,29 +195,105 @@ const DELETE_COLLECTION_PARAMS: &[Param] = &[
     TIMEOUT_SECONDS,
 ];
 const LOG_PARAMS: &[Param] = &[
-    query("container", Type::String, "The container for which to stream logs. Defaults to only container if there is one container in the pod."),
-    query("follow", Type::Boolean, "Follow the log stream of the pod. Defaults to false."),
-    query("insecureSkipTLSVerifyBackend", Type::Boolean, "insecureSkipTLSVerifyBackend indicates that the apiserver should not confirm the validity of the serving certificate of the backend it is connecting to."),
-    query("limitBytes", Type::Integer, "If set, the number of bytes to read from the server before terminating the log output."),
-    query("previous", Type::Boolean, "Return previous terminated container logs. Defaults to false."),
-    query("sinceSeconds", Type::Integer, "A relative time in seconds before the current time from which to show logs."),
-    query("tailLines", Type::Integer, "If set, the number of lines from the end of the logs to show."),
-    query("timestamps", Type::Boolean, "If true, add an RFC3339 or RFC3339Nano timestamp at the beginning of every line of log output. Defaults to false."),
+    query(
+        "container",
+        Type::String,
+        "The container for which to stream logs. Defaults to only container if there is one container in the pod.",
+    ),
+    query(
+        "follow",
+        Type::Boolean,
+        "Follow the log stream of the pod. Defaults to false.",
+    ),
+    query(
+        "insecureSkipTLSVerifyBackend",
+        Type::Boolean,
+        "insecureSkipTLSVerifyBackend indicates that the apiserver should not confirm the validity of the serving certificate of the backend it is connecting to.",
+    ),
+    query(
+        "limitBytes",
+        Type::Integer,
+        "If set, the number of bytes to read from the server before terminating the log output.",
+    ),
+    query(
+        "previous",
+        Type::Boolean,
+        "Return previous terminated container logs. Defaults to false.",
+    ),
+    query(
+        "sinceSeconds",
+        Type::Integer,
+        "A relative time in seconds before the current time from which to show logs.",
+    ),
+    query(
+        "tailLines",
+        Type::Integer,
+        "If set, the number of lines from the end of the logs to show.",
+    ),
+    query(
+        "timestamps",
+        Type::Boolean,
+        "If true, add an RFC3339 or RFC3339Nano timestamp at the beginning of every line of log output. Defaults to false.",
+    ),
 ];
 const EXEC_PARAMS: &[Param] = &[
-    query("command", Type::String, "Command is the remote command to execute. argv array. Not executed within a shell."),
-    query("container", Type::String, "Container in which to execute the command. Defaults to only container if there is only one container in the pod."),
-    query("stderr", Type::Boolean, "Redirect the standard error stream of the pod for this call."),
-    query("stdin", Type::Boolean, "Redirect the standard input stream of the pod for this call. Defaults to false."),
-    query("stdout", Type::Boolean, "Redirect the standard output stream of the pod for this call."),
-    query("tty", Type::Boolean, "TTY if true indicates that a tty will be allocated for the exec call. Defaults to false."),
+    query(
+        "command",
+        Type::String,
+        "Command is the remote command to execute. argv array. Not executed within a shell.",
+    ),
+    query(
+        "container",
+        Type::String,
+        "Container in which to execute the command. Defaults to only container if there is only one container in the pod.",
+    ),
+    query(
+        "stderr",
+        Type::Boolean,
+        "Redirect the standard error stream of the pod for this call.",
+    ),
+    query(
+        "stdin",
+        Type::Boolean,
+        "Redirect the standard input stream of the pod for this call. Defaults to false.",
+    ),
+    query(
+        "stdout",
+        Type::Boolean,
+        "Redirect the standard output stream of the pod for this call.",
+    ),
+    query(
+        "tty",
+        Type::Boolean,
+        "TTY if true indicates that a tty will be allocated for the exec call. Defaults to false.",
+    ),
 ];
 const ATTACH_PARAMS: &[Param] = &[
-    query("container", Type::String, "The container in which to execute the command. Defaults to only container if there is only one container in the pod."),
-    query("stderr", Type::Boolean, "Stderr if true indicates that stderr is to be redirected for the attach call. Defaults to true."),
-    query("stdin", Type::Boolean, "Stdin if true, redirects the standard input stream of the pod for this call. Defaults to false."),
-    query("stdout", Type::Boolean, "Stdout if true indicates that stdout is to be redirected for the attach call. Defaults to true."),
-    query("tty", Type::Boolean, "TTY if true indicates that a tty will be allocated for the attach call."),
+    query(
+        "container",
+        Type::String,
+        "The container in which to execute the command. Defaults to only container if there is only one container in the pod.",
+    ),
+    query(
+        "stderr",
+        Type::Boolean,
+        "Stderr if true indicates that stderr is to be redirected for the attach call. Defaults to true.",
+    ),
+    query(
+        "stdin",
+        Type::Boolean,
+        "Stdin if true, redirects the standard input stream of the pod for this call. Defaults to false.",
+    ),
+    query(
+        "stdout",
+        Type::Boolean,
+        "Stdout if true indicates that stdout is to be redirected for the attach call. Defaults to true.",
+    ),
+    query(
+        "tty",
+        Type::Boolean,
+        "TTY if true indicates that a tty will be allocated for the attach call.",
+    ),
 ];
 const PORT_FORWARD_PARAMS: &[Param] = &[query(
     "ports",
@@ -314,7 +395,13 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn op(&self, method: &'static str, action: &'static str, id: String, description: String) -> Operation {
+    fn op(
+        &self,
+        method: &'static str,
+        action: &'static str,
+        id: String,
+        description: String,
+    ) -> Operation {
         let r = self.resource;
         Operation {
             method,
@@ -332,7 +419,10 @@ impl Ctx<'_> {
     }
 
     fn id(&self, verb: &str, suffix: &str) -> String {
-        format!("{verb}{}{}{}{suffix}", self.gv, self.scope, self.resource.kind)
+        format!(
+            "{verb}{}{}{}{suffix}",
+            self.gv, self.scope, self.resource.kind
+        )
     }
 }
 
@@ -431,12 +521,22 @@ fn resource_paths(r: &Resource) -> Vec<PathItem> {
             params: LIST_PARAMS.to_vec(),
             responses: vec![(200, "OK", object(&r.list_definition())), UNAUTHORIZED],
             produces: STREAM_TYPES,
-            ..ctx.op("get", "list", ctx.id("list", ""), format!("list or watch objects of kind {kind}"))
+            ..ctx.op(
+                "get",
+                "list",
+                ctx.id("list", ""),
+                format!("list or watch objects of kind {kind}"),
+            )
         });
     }
     if r.has(Verb::Create) {
         ops.push(create(
-            ctx.op("post", "post", ctx.id("create", ""), format!("create {}", article(kind))),
+            ctx.op(
+                "post",
+                "post",
+                ctx.id("create", ""),
+                format!("create {}", article(kind)),
+            ),
             r.definition,
         ));
     }
@@ -446,7 +546,12 @@ fn resource_paths(r: &Resource) -> Vec<PathItem> {
             params: DELETE_COLLECTION_PARAMS.to_vec(),
             body: Body::DeleteOptions,
             responses: vec![(200, "OK", object(STATUS)), UNAUTHORIZED],
-            ..ctx.op("delete", "deletecollection", id, format!("delete collection of {kind}"))
+            ..ctx.op(
+                "delete",
+                "deletecollection",
+                id,
+                format!("delete collection of {kind}"),
+            )
         });
     }
     items.push(PathItem {
@@ -463,18 +568,33 @@ fn resource_paths(r: &Resource) -> Vec<PathItem> {
     // One object.
     let object_params = scope_params(vec![name_param(kind)]);
     let mut ops = vec![read(
-        ctx.op("get", "get", ctx.id("read", ""), format!("read the specified {kind}")),
+        ctx.op(
+            "get",
+            "get",
+            ctx.id("read", ""),
+            format!("read the specified {kind}"),
+        ),
         r.definition,
     )];
     if r.has(Verb::Update) {
         ops.push(replace(
-            ctx.op("put", "put", ctx.id("replace", ""), format!("replace the specified {kind}")),
+            ctx.op(
+                "put",
+                "put",
+                ctx.id("replace", ""),
+                format!("replace the specified {kind}"),
+            ),
             r.definition,
         ));
     }
     if r.has(Verb::Patch) {
         ops.push(patch(
-            ctx.op("patch", "patch", ctx.id("patch", ""), format!("partially update the specified {kind}")),
+            ctx.op(
+                "patch",
+                "patch",
+                ctx.id("patch", ""),
+                format!("partially update the specified {kind}"),
+            ),
             r.definition,
         ));
     }
@@ -489,7 +609,12 @@ fn resource_paths(r: &Resource) -> Vec<PathItem> {
                 (202, "Accepted", object(returned)),
                 UNAUTHORIZED,
             ],
-            ..ctx.op("delete", "delete", ctx.id("delete", ""), format!("delete {}", article(kind)))
+            ..ctx.op(
+                "delete",
+                "delete",
+                ctx.id("delete", ""),
+                format!("delete {}", article(kind)),
+            )
         });
     }
     items.push(PathItem {
@@ -539,7 +664,12 @@ fn resource_paths(r: &Resource) -> Vec<PathItem> {
                 params: LIST_PARAMS.to_vec(),
                 responses: vec![(200, "OK", object(&r.list_definition())), UNAUTHORIZED],
                 produces: STREAM_TYPES,
-                ..cluster.op("get", "list", cluster.id("list", "ForAllNamespaces"), format!("list or watch objects of kind {kind}"))
+                ..cluster.op(
+                    "get",
+                    "list",
+                    cluster.id("list", "ForAllNamespaces"),
+                    format!("list or watch objects of kind {kind}"),
+                )
             }],
         });
         if r.has(Verb::Watch) {
@@ -558,7 +688,12 @@ fn resource_paths(r: &Resource) -> Vec<PathItem> {
     items
 }
 
-fn subresource_path(ctx: &Ctx<'_>, scoped: &str, object_params: &[Param], sub: Subresource) -> PathItem {
+fn subresource_path(
+    ctx: &Ctx<'_>,
+    scoped: &str,
+    object_params: &[Param],
+    sub: Subresource,
+) -> PathItem {
     let r = ctx.resource;
     let kind = r.kind;
     let name = sub.name();
@@ -567,10 +702,31 @@ fn subresource_path(ctx: &Ctx<'_>, scoped: &str, object_params: &[Param], sub: S
     let mut params = object_params.to_vec();
     let operations = match sub {
         Subresource::Status => vec![
-            read(ctx.op("get", "get", ctx.id("read", &suffix), format!("read status of the specified {kind}")), r.definition),
-            replace(ctx.op("put", "put", ctx.id("replace", &suffix), format!("replace status of the specified {kind}")), r.definition),
+            read(
+                ctx.op(
+                    "get",
+                    "get",
+                    ctx.id("read", &suffix),
+                    format!("read status of the specified {kind}"),
+                ),
+                r.definition,
+            ),
+            replace(
+                ctx.op(
+                    "put",
+                    "put",
+                    ctx.id("replace", &suffix),
+                    format!("replace status of the specified {kind}"),
+                ),
+                r.definition,
+            ),
             patch(
-                ctx.op("patch", "patch", ctx.id("patch", &suffix), format!("partially update status of the specified {kind}")),
+                ctx.op(
+                    "patch",
+                    "patch",
+                    ctx.id("patch", &suffix),
+                    format!("partially update status of the specified {kind}"),
+                ),
                 r.definition,
             ),
         ],
@@ -579,16 +735,37 @@ fn subresource_path(ctx: &Ctx<'_>, scoped: &str, object_params: &[Param], sub: S
             vec![
                 Operation {
                     gvk: scale_gvk.clone(),
-                    ..read(ctx.op("get", "get", ctx.id("read", &suffix), format!("read scale of the specified {kind}")), SCALE)
+                    ..read(
+                        ctx.op(
+                            "get",
+                            "get",
+                            ctx.id("read", &suffix),
+                            format!("read scale of the specified {kind}"),
+                        ),
+                        SCALE,
+                    )
                 },
                 Operation {
                     gvk: scale_gvk.clone(),
-                    ..replace(ctx.op("put", "put", ctx.id("replace", &suffix), format!("replace scale of the specified {kind}")), SCALE)
+                    ..replace(
+                        ctx.op(
+                            "put",
+                            "put",
+                            ctx.id("replace", &suffix),
+                            format!("replace scale of the specified {kind}"),
+                        ),
+                        SCALE,
+                    )
                 },
                 Operation {
                     gvk: scale_gvk,
                     ..patch(
-                        ctx.op("patch", "patch", ctx.id("patch", &suffix), format!("partially update scale of the specified {kind}")),
+                        ctx.op(
+                            "patch",
+                            "patch",
+                            ctx.id("patch", &suffix),
+                            format!("partially update scale of the specified {kind}"),
+                        ),
                         SCALE,
                     )
                 },
@@ -598,12 +775,25 @@ fn subresource_path(ctx: &Ctx<'_>, scoped: &str, object_params: &[Param], sub: S
             let binding = "io.k8s.api.core.v1.Binding";
             vec![Operation {
                 gvk: Some(gvk("", "v1", "Binding")),
-                ..create(ctx.op("post", "post", ctx.id("create", &suffix), format!("create binding of {}", article(kind))), binding)
+                ..create(
+                    ctx.op(
+                        "post",
+                        "post",
+                        ctx.id("create", &suffix),
+                        format!("create binding of {}", article(kind)),
+                    ),
+                    binding,
+                )
             }]
         }
         Subresource::Finalize => {
             vec![replace(
-                ctx.op("put", "put", ctx.id("replace", &suffix), format!("replace finalize of the specified {kind}")),
+                ctx.op(
+                    "put",
+                    "put",
+                    ctx.id("replace", &suffix),
+                    format!("replace finalize of the specified {kind}"),
+                ),
                 r.definition,
             )]
         }
@@ -611,8 +801,18 @@ fn subresource_path(ctx: &Ctx<'_>, scoped: &str, object_params: &[Param], sub: S
             vec![Operation {
                 params: LOG_PARAMS.to_vec(),
                 responses: vec![(200, "OK", Some(Payload::Text)), UNAUTHORIZED],
-                produces: &["text/plain", "application/json", "application/yaml", "application/vnd.kubernetes.protobuf"],
-                ..ctx.op("get", "get", ctx.id("read", &suffix), format!("read log of the specified {kind}"))
+                produces: &[
+                    "text/plain",
+                    "application/json",
+                    "application/yaml",
+                    "application/vnd.kubernetes.protobuf",
+                ],
+                ..ctx.op(
+                    "get",
+                    "get",
+                    ctx.id("read", &suffix),
+                    format!("read log of the specified {kind}"),
+                )
             }]
         }
         Subresource::Connect { options_kind, .. } => {
@@ -627,7 +827,12 @@ fn subresource_path(ctx: &Ctx<'_>, scoped: &str, object_params: &[Param], sub: S
             ["get", "post"]
                 .into_iter()
                 .map(|method| {
-                    let id = format!("connect{}{}{}{kind}{suffix}", camel(method), ctx.gv, ctx.scope);
+                    let id = format!(
+                        "connect{}{}{}{kind}{suffix}",
+                        camel(method),
+                        ctx.gv,
+                        ctx.scope
+                    );
                     Operation {
                         params: options.to_vec(),
                         responses: vec![(200, "OK", Some(Payload::Text)), UNAUTHORIZED],
@@ -637,7 +842,10 @@ fn subresource_path(ctx: &Ctx<'_>, scoped: &str, object_params: &[Param], sub: S
                             method,
                             "connect",
                             id,
-                            format!("connect {} requests to {name} of {kind}", method.to_uppercase()),
+                            format!(
+                                "connect {} requests to {name} of {kind}",
+                                method.to_uppercase()
+                            ),
                         )
                     }
                 })
@@ -684,7 +892,10 @@ fn path_items(group: Option<(&str, &str)>) -> Vec<PathItem> {
             continue;
         }
         items.push(discovery_path(gv));
-        for r in RESOURCES.iter().filter(|r| (r.group, r.version) == (gv.group, gv.version)) {
+        for r in RESOURCES
+            .iter()
+            .filter(|r| (r.group, r.version) == (gv.group, gv.version))
+        {
             items.extend(resource_paths(r));
         }
     }
@@ -750,7 +961,11 @@ fn render_operation(flavor: Flavor, op: &Operation) -> Value {
         Body::DeleteOptions => Some((reference(flavor, DELETE_OPTIONS), false)),
     };
     if flavor == Flavor::V2 {
-        let consumes: Vec<&str> = if op.body == Body::Patch { PATCH_TYPES.to_vec() } else { vec!["*/*"] };
+        let consumes: Vec<&str> = if op.body == Body::Patch {
+            PATCH_TYPES.to_vec()
+        } else {
+            vec!["*/*"]
+        };
         out.insert("consumes".into(), json!(consumes));
     }
     out.insert("description".into(), op.description.clone().into());
@@ -768,7 +983,11 @@ fn render_operation(flavor: Flavor, op: &Operation) -> Value {
                 params.insert(0, Value::Object(body));
             }
             Flavor::V3 => {
-                let types: Vec<&str> = if op.body == Body::Patch { PATCH_TYPES.to_vec() } else { vec!["*/*"] };
+                let types: Vec<&str> = if op.body == Body::Patch {
+                    PATCH_TYPES.to_vec()
+                } else {
+                    vec!["*/*"]
+                };
                 let content: Map<String, Value> = types
                     .into_iter()
                     .map(|t| (t.to_owned(), json!({ "schema": schema.clone() })))
@@ -836,7 +1055,11 @@ pub(crate) fn render(flavor: Flavor, group: Option<(&str, &str)>) -> Map<String,
             rendered.insert(op.method.into(), render_operation(flavor, op));
         }
         if !item.params.is_empty() {
-            let params = item.params.iter().map(|p| render_param(flavor, p)).collect();
+            let params = item
+                .params
+                .iter()
+                .map(|p| render_param(flavor, p))
+                .collect();
             rendered.insert("parameters".into(), Value::Array(params));
         }
         // Methods and parameters in the alphabetical order Kubernetes serializes them.

@@ -132,20 +132,62 @@ const fn core_resource(
 pub(crate) static RESOURCES: &[Resource] = &[
     Resource {
         verbs: &[Verb::Create],
-        ..core_resource("Binding", "bindings", true, "io.k8s.api.core.v1.Binding", seed::<core::Binding>)
+        ..core_resource(
+            "Binding",
+            "bindings",
+            true,
+            "io.k8s.api.core.v1.Binding",
+            seed::<core::Binding>,
+        )
     },
-    core_resource("ConfigMap", "configmaps", true, "io.k8s.api.core.v1.ConfigMap", seed::<core::ConfigMap>),
-    core_resource("Endpoints", "endpoints", true, "io.k8s.api.core.v1.Endpoints", seed::<core::Endpoints>),
-    core_resource("Event", "events", true, "io.k8s.api.core.v1.Event", seed::<core::Event>),
-    core_resource("LimitRange", "limitranges", true, "io.k8s.api.core.v1.LimitRange", seed::<core::LimitRange>),
+    core_resource(
+        "ConfigMap",
+        "configmaps",
+        true,
+        "io.k8s.api.core.v1.ConfigMap",
+        seed::<core::ConfigMap>,
+    ),
+    core_resource(
+        "Endpoints",
+        "endpoints",
+        true,
+        "io.k8s.api.core.v1.Endpoints",
+        seed::<core::Endpoints>,
+    ),
+    core_resource(
+        "Event",
+        "events",
+        true,
+        "io.k8s.api.core.v1.Event",
+        seed::<core::Event>,
+    ),
+    core_resource(
+        "LimitRange",
+        "limitranges",
+        true,
+        "io.k8s.api.core.v1.LimitRange",
+        seed::<core::LimitRange>,
+    ),
     Resource {
         verbs: NAMESPACE_VERBS,
         subresources: &[Subresource::Finalize, Subresource::Status],
-        ..core_resource("Namespace", "namespaces", false, "io.k8s.api.core.v1.Namespace", seed::<core::Namespace>)
+        ..core_resource(
+            "Namespace",
+            "namespaces",
+            false,
+            "io.k8s.api.core.v1.Namespace",
+            seed::<core::Namespace>,
+        )
     },
     Resource {
         subresources: &[Subresource::Status],
-        ..core_resource("Node", "nodes", false, "io.k8s.api.core.v1.Node", seed::<core::Node>)
+        ..core_resource(
+            "Node",
+            "nodes",
+            false,
+            "io.k8s.api.core.v1.Node",
+            seed::<core::Node>,
+        )
     },
     Resource {
         subresources: &[
@@ -156,9 +198,21 @@ pub(crate) static RESOURCES: &[Resource] = &[
             PORT_FORWARD,
             Subresource::Status,
         ],
-        ..core_resource("Pod", "pods", true, "io.k8s.api.core.v1.Pod", seed::<core::Pod>)
+        ..core_resource(
+            "Pod",
+            "pods",
+            true,
+            "io.k8s.api.core.v1.Pod",
+            seed::<core::Pod>,
+        )
     },
-    core_resource("PodTemplate", "podtemplates", true, "io.k8s.api.core.v1.PodTemplate", seed::<core::PodTemplate>),
+    core_resource(
+        "PodTemplate",
+        "podtemplates",
+        true,
+        "io.k8s.api.core.v1.PodTemplate",
+        seed::<core::PodTemplate>,
+    ),
     Resource {
         subresources: &[Subresource::Scale, Subresource::Status],
         ..core_resource(
@@ -171,9 +225,21 @@ pub(crate) static RESOURCES: &[Resource] = &[
     },
     Resource {
         subresources: &[Subresource::Status],
-        ..core_resource("ResourceQuota", "resourcequotas", true, "io.k8s.api.core.v1.ResourceQuota", seed::<core::ResourceQuota>)
+        ..core_resource(
+            "ResourceQuota",
+            "resourcequotas",
+            true,
+            "io.k8s.api.core.v1.ResourceQuota",
+            seed::<core::ResourceQuota>,
+        )
     },
-    core_resource("Secret", "secrets", true, "io.k8s.api.core.v1.Secret", seed::<core::Secret>),
+    core_resource(
+        "Secret",
+        "secrets",
+        true,
+        "io.k8s.api.core.v1.Secret",
+        seed::<core::Secret>,
+    ),
     core_resource(
         "ServiceAccount",
         "serviceaccounts",
@@ -183,11 +249,23 @@ pub(crate) static RESOURCES: &[Resource] = &[
     ),
     Resource {
         subresources: &[Subresource::Status],
-        ..core_resource("Service", "services", true, "io.k8s.api.core.v1.Service", seed::<core::Service>)
+        ..core_resource(
+            "Service",
+            "services",
+            true,
+            "io.k8s.api.core.v1.Service",
+            seed::<core::Service>,
+        )
     },
     Resource {
         group: "coordination.k8s.io",
-        ..core_resource("Lease", "leases", true, "io.k8s.api.coordination.v1.Lease", seed::<coordination::Lease>)
+        ..core_resource(
+            "Lease",
+            "leases",
+            true,
+            "io.k8s.api.coordination.v1.Lease",
+            seed::<coordination::Lease>,
+        )
     },
 ];
 

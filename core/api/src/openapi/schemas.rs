@@ -99,7 +99,10 @@ fn relax_metadata_requirement(defs: &mut Map<String, Value>) {
 /// k8s-openapi has no schema for its generic `List<T>`; Kubernetes publishes one definition
 /// per list kind.
 fn add_list_kinds(defs: &mut Map<String, Value>) {
-    for resource in RESOURCES.iter().filter(|r| r.verbs.contains(&super::resources::Verb::List)) {
+    for resource in RESOURCES
+        .iter()
+        .filter(|r| r.verbs.contains(&super::resources::Verb::List))
+    {
         // Reuse the kind's own apiVersion/kind documentation, which is the same text.
         let property_doc = |field: &str| {
             defs.get(resource.definition)
@@ -156,14 +159,20 @@ fn add_group_version_kinds(defs: &mut Map<String, Value>) {
     for r in RESOURCES {
         set(r.definition, vec![gvk(r.group, r.version, r.kind)]);
         if r.verbs.contains(&super::resources::Verb::List) {
-            set(&r.list_definition(), vec![gvk(r.group, r.version, &format!("{}List", r.kind))]);
+            set(
+                &r.list_definition(),
+                vec![gvk(r.group, r.version, &format!("{}List", r.kind))],
+            );
         }
     }
     for k in EXTRA_KINDS {
         set(k.definition, vec![gvk(k.group, k.version, k.kind)]);
     }
     for k in SHARED_META_KINDS {
-        let gvks = GROUP_VERSIONS.iter().map(|gv| gvk(gv.group, gv.version, k.kind)).collect();
+        let gvks = GROUP_VERSIONS
+            .iter()
+            .map(|gv| gvk(gv.group, gv.version, k.kind))
+            .collect();
         set(k.definition, gvks);
     }
 }
@@ -200,7 +209,10 @@ fn add_list_and_map_semantics(defs: &mut Map<String, Value>) {
         }
     }
     for definition in ATOMIC_STRUCTS {
-        if let Some(schema) = defs.get_mut(&full_name(definition)).and_then(Value::as_object_mut) {
+        if let Some(schema) = defs
+            .get_mut(&full_name(definition))
+            .and_then(Value::as_object_mut)
+        {
             schema.insert("x-kubernetes-map-type".into(), "atomic".into());
         }
     }
@@ -238,7 +250,10 @@ fn property_mut<'a>(
 
 /// The names of all definitions `roots` reference, transitively (roots included when they
 /// are definition names).
-pub(crate) fn closure(defs: &Map<String, Value>, roots: impl IntoIterator<Item = String>) -> Vec<String> {
+pub(crate) fn closure(
+    defs: &Map<String, Value>,
+    roots: impl IntoIterator<Item = String>,
+) -> Vec<String> {
     let mut seen: Vec<String> = Vec::new();
     let mut pending: Vec<String> = roots.into_iter().collect();
     while let Some(name) = pending.pop() {
@@ -261,9 +276,10 @@ pub(crate) fn collect_refs(value: &Value, out: &mut Vec<String>) {
         Value::Object(map) => {
             for (key, child) in map {
                 if key == "$ref"
-                    && let Some(name) = child
-                        .as_str()
-                        .and_then(|r| r.strip_prefix(V2_REF_PREFIX).or_else(|| r.strip_prefix(V3_REF_PREFIX)))
+                    && let Some(name) = child.as_str().and_then(|r| {
+                        r.strip_prefix(V2_REF_PREFIX)
+                            .or_else(|| r.strip_prefix(V3_REF_PREFIX))
+                    })
                 {
                     out.push(name.to_owned());
                 } else {

@@ -30,14 +30,21 @@ fn v3_root_lists_every_group_version_with_its_hash() {
     let paths = root["paths"].as_object().unwrap();
     assert_eq!(
         paths.keys().collect::<Vec<_>>(),
-        ["api/v1", "apis/autoscaling/v1", "apis/coordination.k8s.io/v1"]
+        [
+            "api/v1",
+            "apis/autoscaling/v1",
+            "apis/coordination.k8s.io/v1"
+        ]
     );
     for (path, entry) in paths {
         let url = entry["serverRelativeURL"].as_str().unwrap();
         let hash = v3_document_hash(path).unwrap();
         assert_eq!(url, format!("/openapi/v3/{path}?hash={hash}"));
         assert_eq!(hash.len(), 128, "sha512 in hex");
-        assert!(hash.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()));
+        assert!(
+            hash.chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+        );
         let bytes = v3_document_json(path).unwrap();
         assert_eq!(hex_upper(&Sha512::digest(bytes)), hash);
         let reparsed: Value = serde_json::from_slice(bytes).unwrap();
@@ -50,7 +57,12 @@ fn documents_are_deterministic() {
     // The hash is a cache key: a rebuild must produce the same bytes.
     let again = build();
     for doc in &again.v3 {
-        assert_eq!(Some(doc.hash.as_str()), v3_document_hash(&doc.path), "{}", doc.path);
+        assert_eq!(
+            Some(doc.hash.as_str()),
+            v3_document_hash(&doc.path),
+            "{}",
+            doc.path
+        );
     }
     assert_eq!(again.v2_json, v2_document_json());
 }
@@ -71,44 +83,82 @@ fn pod_schema_carries_its_group_version_kind() {
         pod["x-kubernetes-group-version-kind"],
         serde_json::json!([{ "group": "", "kind": "Pod", "version": "v1" }])
     );
-    assert!(pod["description"].as_str().unwrap().starts_with("Pod is a collection of containers"));
+    assert!(
+        pod["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Pod is a collection of containers")
+    );
     // k8s-openapi's non-optional metadata is not a Kubernetes requirement.
     assert!(pod.get("required").is_none());
     let event = schema(core(), "io.k8s.api.core.v1.Event");
-    let required: Vec<&str> = event["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let required: Vec<&str> = event["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert!(required.contains(&"metadata") && required.contains(&"involvedObject"));
     let binding = schema(core(), "io.k8s.api.core.v1.Binding");
     assert_eq!(binding["required"], serde_json::json!(["target"]));
 
-    let lease = schema(v3_document_ref("apis/coordination.k8s.io/v1").unwrap(), "io.k8s.api.coordination.v1.Lease");
-    assert_eq!(lease["x-kubernetes-group-version-kind"][0]["group"], "coordination.k8s.io");
-    let scale = schema(v3_document_ref("apis/autoscaling/v1").unwrap(), "io.k8s.api.autoscaling.v1.Scale");
+    let lease = schema(
+        v3_document_ref("apis/coordination.k8s.io/v1").unwrap(),
+        "io.k8s.api.coordination.v1.Lease",
+    );
+    assert_eq!(
+        lease["x-kubernetes-group-version-kind"][0]["group"],
+        "coordination.k8s.io"
+    );
+    let scale = schema(
+        v3_document_ref("apis/autoscaling/v1").unwrap(),
+        "io.k8s.api.autoscaling.v1.Scale",
+    );
     assert_eq!(scale["x-kubernetes-group-version-kind"][0]["kind"], "Scale");
 }
 
 #[test]
 fn every_served_kind_and_list_has_a_schema_with_gvk() {
     for r in resources::RESOURCES {
-        let doc = v3_document_ref(&resources::GroupVersion { group: r.group, version: r.version }.path()).unwrap();
+        let doc = v3_document_ref(
+            &resources::GroupVersion {
+                group: r.group,
+                version: r.version,
+            }
+            .path(),
+        )
+        .unwrap();
         let kind = schema(doc, r.definition);
         assert_eq!(kind["x-kubernetes-group-version-kind"][0]["kind"], r.kind);
         if r.has(resources::Verb::List) {
             let list = schema(doc, &r.list_definition());
-            assert_eq!(list["x-kubernetes-group-version-kind"][0]["kind"], format!("{}List", r.kind));
-            assert_eq!(list["properties"]["items"]["items"]["$ref"], format!("#/components/schemas/{}", r.definition));
+            assert_eq!(
+                list["x-kubernetes-group-version-kind"][0]["kind"],
+                format!("{}List", r.kind)
+            );
+            assert_eq!(
+                list["properties"]["items"]["items"]["$ref"],
+                format!("#/components/schemas/{}", r.definition)
+            );
         }
     }
 }
 
 #[test]
 fn definition_names_are_kubernetes_names() {
-    for doc in GROUP_VERSIONS.iter().map(|gv| v3_document_ref(&gv.path()).unwrap()) {
+    for doc in GROUP_VERSIONS
+        .iter()
+        .map(|gv| v3_document_ref(&gv.path()).unwrap())
+    {
         for name in doc["components"]["schemas"].as_object().unwrap().keys() {
             assert!(name.starts_with("io.k8s."), "{name}");
             // schemars appends a number to a name that clashes; Kubernetes names end in a
             // version (`FieldsV1`) at most.
             let stem = name.trim_end_matches(|c: char| c.is_ascii_digit());
-            assert!(stem == name || stem.ends_with(['V', 'v']), "schemars renamed a clash: {name}");
+            assert!(
+                stem == name || stem.ends_with(['V', 'v']),
+                "schemars renamed a clash: {name}"
+            );
         }
     }
     for name in v2_document_ref()["definitions"].as_object().unwrap().keys() {
@@ -120,9 +170,17 @@ fn definition_names_are_kubernetes_names() {
 fn references_resolve_inside_each_document() {
     for gv in GROUP_VERSIONS {
         let doc = v3_document_ref(&gv.path()).unwrap();
-        assert_eq!(dangling_refs(doc, "/components/schemas/"), Vec::<String>::new(), "{}", gv.path());
+        assert_eq!(
+            dangling_refs(doc, "/components/schemas/"),
+            Vec::<String>::new(),
+            "{}",
+            gv.path()
+        );
         // No Swagger 2.0 reference leaked into a v3 document.
-        assert!(!String::from_utf8_lossy(v3_document_json(&gv.path()).unwrap()).contains("#/definitions/"));
+        assert!(
+            !String::from_utf8_lossy(v3_document_json(&gv.path()).unwrap())
+                .contains("#/definitions/")
+        );
     }
     let v2 = v2_document_ref();
     assert_eq!(dangling_refs(v2, "/definitions/"), Vec::<String>::new());
@@ -133,8 +191,16 @@ fn references_resolve_inside_each_document() {
 fn v3_refs_with_siblings_are_wrapped_in_all_of() {
     // OpenAPI 3.0 ignores siblings of `$ref`, so a field's description needs the `allOf` form.
     let spec = &schema(core(), "io.k8s.api.core.v1.Pod")["properties"]["spec"];
-    assert_eq!(spec["allOf"][0]["$ref"], "#/components/schemas/io.k8s.api.core.v1.PodSpec");
-    assert!(spec["description"].as_str().unwrap().contains("desired behavior"));
+    assert_eq!(
+        spec["allOf"][0]["$ref"],
+        "#/components/schemas/io.k8s.api.core.v1.PodSpec"
+    );
+    assert!(
+        spec["description"]
+            .as_str()
+            .unwrap()
+            .contains("desired behavior")
+    );
     assert!(spec.get("$ref").is_none());
     // Swagger 2.0 keeps the sibling form Kubernetes publishes.
     let v2_spec = &v2_document_ref()["definitions"]["io.k8s.api.core.v1.Pod"]["properties"]["spec"];
@@ -147,21 +213,48 @@ fn pod_spec_containers_carry_patch_metadata() {
     assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
     assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
     assert_eq!(containers["x-kubernetes-list-type"], "map");
-    assert_eq!(containers["x-kubernetes-list-map-keys"], serde_json::json!(["name"]));
-    assert_eq!(containers["items"]["$ref"], "#/components/schemas/io.k8s.api.core.v1.Container");
-    assert!(containers["description"].as_str().unwrap().starts_with("List of containers"));
+    assert_eq!(
+        containers["x-kubernetes-list-map-keys"],
+        serde_json::json!(["name"])
+    );
+    assert_eq!(
+        containers["items"]["$ref"],
+        "#/components/schemas/io.k8s.api.core.v1.Container"
+    );
+    assert!(
+        containers["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("List of containers")
+    );
 
     let spec = &schema(core(), "io.k8s.api.core.v1.PodSpec")["properties"];
-    assert_eq!(spec["volumes"]["x-kubernetes-patch-strategy"], "merge,retainKeys");
+    assert_eq!(
+        spec["volumes"]["x-kubernetes-patch-strategy"],
+        "merge,retainKeys"
+    );
     assert_eq!(spec["tolerations"]["x-kubernetes-list-type"], "atomic");
-    assert!(spec["tolerations"].get("x-kubernetes-patch-strategy").is_none());
+    assert!(
+        spec["tolerations"]
+            .get("x-kubernetes-patch-strategy")
+            .is_none()
+    );
     assert_eq!(spec["nodeSelector"]["x-kubernetes-map-type"], "atomic");
 
     let container = &schema(core(), "io.k8s.api.core.v1.Container")["properties"];
-    assert_eq!(container["ports"]["x-kubernetes-patch-merge-key"], "containerPort");
-    assert_eq!(container["ports"]["x-kubernetes-list-map-keys"], serde_json::json!(["containerPort", "protocol"]));
+    assert_eq!(
+        container["ports"]["x-kubernetes-patch-merge-key"],
+        "containerPort"
+    );
+    assert_eq!(
+        container["ports"]["x-kubernetes-list-map-keys"],
+        serde_json::json!(["containerPort", "protocol"])
+    );
     assert_eq!(container["env"]["x-kubernetes-patch-merge-key"], "name");
-    assert_eq!(container["volumeMounts"]["x-kubernetes-patch-merge-key"], "mountPath");
+    assert_eq!(
+        container["volumeMounts"]["x-kubernetes-patch-merge-key"],
+        "mountPath"
+    );
     assert_eq!(container["args"]["x-kubernetes-list-type"], "atomic");
 
     let service = &schema(core(), "io.k8s.api.core.v1.ServiceSpec")["properties"];
@@ -170,7 +263,10 @@ fn pod_spec_containers_carry_patch_metadata() {
     let meta = &schema(core(), "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")["properties"];
     assert_eq!(meta["finalizers"]["x-kubernetes-patch-strategy"], "merge");
     assert_eq!(meta["finalizers"]["x-kubernetes-list-type"], "set");
-    assert_eq!(meta["ownerReferences"]["x-kubernetes-patch-merge-key"], "uid");
+    assert_eq!(
+        meta["ownerReferences"]["x-kubernetes-patch-merge-key"],
+        "uid"
+    );
 }
 
 #[test]
@@ -181,29 +277,54 @@ fn every_patch_table_entry_lands_on_a_property() {
             .get(&entry.full())
             .and_then(|d| d.pointer(&format!("/properties/{}", entry.field)))
             .unwrap_or_else(|| panic!("{}.{} not found", entry.full(), entry.field));
-        assert_eq!(property["type"], "array", "{}.{}", entry.full(), entry.field);
+        assert_eq!(
+            property["type"],
+            "array",
+            "{}.{}",
+            entry.full(),
+            entry.field
+        );
         assert!(property.get("x-kubernetes-list-type").is_some());
     }
     for name in patch_meta::ATOMIC_STRUCTS {
-        let def = defs.get(&patch_meta::full_name(name)).unwrap_or_else(|| panic!("{name} not found"));
+        let def = defs
+            .get(&patch_meta::full_name(name))
+            .unwrap_or_else(|| panic!("{name} not found"));
         assert_eq!(def["x-kubernetes-map-type"], "atomic", "{name}");
     }
     for (definition, field) in patch_meta::ATOMIC_MAP_FIELDS {
-        assert_eq!(defs[&patch_meta::full_name(definition)]["properties"][field]["x-kubernetes-map-type"], "atomic");
+        assert_eq!(
+            defs[&patch_meta::full_name(definition)]["properties"][field]["x-kubernetes-map-type"],
+            "atomic"
+        );
     }
 }
 
 #[test]
 fn scalar_types_have_kubernetes_forms() {
     let quantity = schema(core(), schemas::QUANTITY);
-    assert_eq!(quantity["oneOf"], serde_json::json!([{ "type": "string" }, { "type": "number" }]));
-    assert!(quantity["description"].as_str().unwrap().starts_with("Quantity is"));
+    assert_eq!(
+        quantity["oneOf"],
+        serde_json::json!([{ "type": "string" }, { "type": "number" }])
+    );
+    assert!(
+        quantity["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Quantity is")
+    );
     let int_or_string = schema(core(), schemas::INT_OR_STRING);
     assert_eq!(int_or_string["format"], "int-or-string");
     assert_eq!(int_or_string["x-kubernetes-int-or-string"], true);
-    assert_eq!(int_or_string["oneOf"], serde_json::json!([{ "type": "integer" }, { "type": "string" }]));
+    assert_eq!(
+        int_or_string["oneOf"],
+        serde_json::json!([{ "type": "integer" }, { "type": "string" }])
+    );
     let time = schema(core(), "io.k8s.apimachinery.pkg.apis.meta.v1.Time");
-    assert_eq!((time["type"].as_str(), time["format"].as_str()), (Some("string"), Some("date-time")));
+    assert_eq!(
+        (time["type"].as_str(), time["format"].as_str()),
+        (Some("string"), Some("date-time"))
+    );
 
     let defs = &v2_document_ref()["definitions"];
     assert_eq!(defs[schemas::QUANTITY]["type"], "string");
@@ -252,13 +373,22 @@ fn every_patch_operation_accepts_field_validation() {
         ("api/v1", "", "ConfigMap"),
         ("api/v1", "", "ReplicationController"),
         ("api/v1", "autoscaling", "Scale"),
-        ("apis/coordination.k8s.io/v1", "coordination.k8s.io", "Lease"),
+        (
+            "apis/coordination.k8s.io/v1",
+            "coordination.k8s.io",
+            "Lease",
+        ),
     ] {
         let doc = v3_document_ref(gv).unwrap();
         let ops = patch_operations(doc, group, kind);
         assert!(!ops.is_empty(), "{kind}");
         for (path, op) in ops {
-            let names: Vec<&str> = op["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+            let names: Vec<&str> = op["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
             for expected in ["fieldValidation", "dryRun", "fieldManager", "force"] {
                 assert!(names.contains(&expected), "{path}: {expected}");
             }
@@ -287,7 +417,12 @@ fn pod_paths_have_kubernetes_operations() {
     let list = &collection["get"];
     assert_eq!(list["x-kubernetes-action"], "list");
     assert_eq!(list["operationId"], "listCoreV1NamespacedPod");
-    let list_params: Vec<&str> = list["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let list_params: Vec<&str> = list["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     for expected in [
         "labelSelector",
         "fieldSelector",
@@ -306,46 +441,106 @@ fn pod_paths_have_kubernetes_operations() {
     );
     let create = &collection["post"];
     assert_eq!(create["x-kubernetes-action"], "post");
-    assert_eq!(create["requestBody"]["content"]["*/*"]["schema"]["$ref"], "#/components/schemas/io.k8s.api.core.v1.Pod");
-    let create_params: Vec<&str> = create["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        create["requestBody"]["content"]["*/*"]["schema"]["$ref"],
+        "#/components/schemas/io.k8s.api.core.v1.Pod"
+    );
+    let create_params: Vec<&str> = create["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert_eq!(create_params, ["dryRun", "fieldManager", "fieldValidation"]);
-    assert_eq!(collection["delete"]["x-kubernetes-action"], "deletecollection");
+    assert_eq!(
+        collection["delete"]["x-kubernetes-action"],
+        "deletecollection"
+    );
     assert_eq!(collection["parameters"][0]["name"], "namespace");
     assert_eq!(collection["parameters"][0]["in"], "path");
 
     let object = &paths["/api/v1/namespaces/{namespace}/pods/{name}"];
-    for (method, action) in [("get", "get"), ("put", "put"), ("patch", "patch"), ("delete", "delete")] {
+    for (method, action) in [
+        ("get", "get"),
+        ("put", "put"),
+        ("patch", "patch"),
+        ("delete", "delete"),
+    ] {
         assert_eq!(object[method]["x-kubernetes-action"], action);
-        assert_eq!(object[method]["x-kubernetes-group-version-kind"], serde_json::json!({"group": "", "kind": "Pod", "version": "v1"}));
+        assert_eq!(
+            object[method]["x-kubernetes-group-version-kind"],
+            serde_json::json!({"group": "", "kind": "Pod", "version": "v1"})
+        );
     }
-    assert_eq!(paths["/api/v1/pods"]["get"]["operationId"], "listCoreV1PodForAllNamespaces");
-    assert_eq!(paths["/api/v1/watch/namespaces/{namespace}/pods/{name}"]["get"]["x-kubernetes-action"], "watch");
-    assert_eq!(paths["/api/v1/watch/pods"]["get"]["x-kubernetes-action"], "watchlist");
-    assert_eq!(paths["/api/v1/namespaces/{namespace}/pods/{name}/status"]["patch"]["operationId"], "patchCoreV1NamespacedPodStatus");
-    assert_eq!(paths["/api/v1/namespaces/{namespace}/pods/{name}/binding"]["post"]["x-kubernetes-group-version-kind"]["kind"], "Binding");
-    assert_eq!(paths["/api/v1/namespaces/{namespace}/pods/{name}/exec"]["post"]["x-kubernetes-action"], "connect");
-    assert_eq!(paths["/api/v1/namespaces/{namespace}/bindings"]["post"]["operationId"], "createCoreV1NamespacedBinding");
+    assert_eq!(
+        paths["/api/v1/pods"]["get"]["operationId"],
+        "listCoreV1PodForAllNamespaces"
+    );
+    assert_eq!(
+        paths["/api/v1/watch/namespaces/{namespace}/pods/{name}"]["get"]["x-kubernetes-action"],
+        "watch"
+    );
+    assert_eq!(
+        paths["/api/v1/watch/pods"]["get"]["x-kubernetes-action"],
+        "watchlist"
+    );
+    assert_eq!(
+        paths["/api/v1/namespaces/{namespace}/pods/{name}/status"]["patch"]["operationId"],
+        "patchCoreV1NamespacedPodStatus"
+    );
+    assert_eq!(
+        paths["/api/v1/namespaces/{namespace}/pods/{name}/binding"]["post"]["x-kubernetes-group-version-kind"]
+            ["kind"],
+        "Binding"
+    );
+    assert_eq!(
+        paths["/api/v1/namespaces/{namespace}/pods/{name}/exec"]["post"]["x-kubernetes-action"],
+        "connect"
+    );
+    assert_eq!(
+        paths["/api/v1/namespaces/{namespace}/bindings"]["post"]["operationId"],
+        "createCoreV1NamespacedBinding"
+    );
     assert_eq!(
         paths["/api/v1/namespaces/{namespace}/replicationcontrollers/{name}/scale"]["patch"]["x-kubernetes-group-version-kind"],
         serde_json::json!({"group": "autoscaling", "kind": "Scale", "version": "v1"})
     );
     // Cluster-scoped kinds have no namespace in their paths and no all-namespaces list.
-    assert_eq!(paths["/api/v1/nodes/{name}"]["get"]["operationId"], "readCoreV1Node");
+    assert_eq!(
+        paths["/api/v1/nodes/{name}"]["get"]["operationId"],
+        "readCoreV1Node"
+    );
     assert!(paths.get("/api/v1/namespaces/{namespace}/nodes").is_none());
     // Namespaces cannot be deleted as a collection.
     assert!(paths["/api/v1/namespaces"].get("delete").is_none());
-    assert_eq!(paths["/api/v1/namespaces/{name}/finalize"]["put"]["operationId"], "replaceCoreV1NamespaceFinalize");
-    assert_eq!(paths["/api/v1/"]["get"]["operationId"], "getCoreV1APIResources");
+    assert_eq!(
+        paths["/api/v1/namespaces/{name}/finalize"]["put"]["operationId"],
+        "replaceCoreV1NamespaceFinalize"
+    );
+    assert_eq!(
+        paths["/api/v1/"]["get"]["operationId"],
+        "getCoreV1APIResources"
+    );
 }
 
 #[test]
 fn explain_finds_kinds_from_resource_paths() {
     // `kubectl explain` reads the GVK from the collection or object path of the resource, then
     // looks for a schema whose GVK list contains exactly that object.
-    for r in resources::RESOURCES.iter().filter(|r| r.has(resources::Verb::Get)) {
-        let gv = resources::GroupVersion { group: r.group, version: r.version };
+    for r in resources::RESOURCES
+        .iter()
+        .filter(|r| r.has(resources::Verb::Get))
+    {
+        let gv = resources::GroupVersion {
+            group: r.group,
+            version: r.version,
+        };
         let doc = v3_document_ref(&gv.path()).unwrap();
-        let prefix = if r.group.is_empty() { format!("/api/{}", r.version) } else { format!("/apis/{}/{}", r.group, r.version) };
+        let prefix = if r.group.is_empty() {
+            format!("/api/{}", r.version)
+        } else {
+            format!("/apis/{}/{}", r.group, r.version)
+        };
         let path = if r.namespaced {
             format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
         } else {
@@ -356,7 +551,11 @@ fn explain_finds_kinds_from_resource_paths() {
             .as_object()
             .unwrap()
             .values()
-            .filter(|s| s["x-kubernetes-group-version-kind"].as_array().is_some_and(|l| l.contains(gvk)))
+            .filter(|s| {
+                s["x-kubernetes-group-version-kind"]
+                    .as_array()
+                    .is_some_and(|l| l.contains(gvk))
+            })
             .count();
         assert_eq!(found, 1, "{path}");
     }
@@ -368,15 +567,32 @@ fn v2_document_is_swagger_with_all_groups() {
     assert_eq!(v2["swagger"], "2.0");
     let paths = v2["paths"].as_object().unwrap();
     assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}"));
-    assert!(paths.contains_key("/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"));
+    assert!(
+        paths.contains_key("/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}")
+    );
     let patch = &paths["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
     assert_eq!(patch["consumes"].as_array().unwrap().len(), 4);
     let body = &patch["parameters"][0];
-    assert_eq!((body["in"].as_str(), body["name"].as_str()), (Some("body"), Some("body")));
-    assert_eq!(body["schema"]["$ref"], "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Patch");
-    assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation" && p["type"] == "string"));
+    assert_eq!(
+        (body["in"].as_str(), body["name"].as_str()),
+        (Some("body"), Some("body"))
+    );
+    assert_eq!(
+        body["schema"]["$ref"],
+        "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"
+    );
+    assert!(
+        patch["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "fieldValidation" && p["type"] == "string")
+    );
     let defs = v2["definitions"].as_object().unwrap();
-    assert_eq!(defs["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"]["x-kubernetes-patch-merge-key"], "name");
+    assert_eq!(
+        defs["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"]["x-kubernetes-patch-merge-key"],
+        "name"
+    );
     assert_eq!(
         defs["io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"]["x-kubernetes-group-version-kind"].as_array().unwrap().len(),
         GROUP_VERSIONS.len()
@@ -385,10 +601,138 @@ fn v2_document_is_swagger_with_all_groups() {
 
 #[test]
 fn kinds_resolve_to_definitions() {
-    assert_eq!(definition_of_kind("", "Pod"), Some("io.k8s.api.core.v1.Pod"));
-    assert_eq!(definition_of_kind("autoscaling", "Scale"), Some("io.k8s.api.autoscaling.v1.Scale"));
-    assert_eq!(definition_of_kind("coordination.k8s.io", "Lease"), Some("io.k8s.api.coordination.v1.Lease"));
+    assert_eq!(
+        definition_of_kind("", "Pod"),
+        Some("io.k8s.api.core.v1.Pod")
+    );
+    assert_eq!(
+        definition_of_kind("autoscaling", "Scale"),
+        Some("io.k8s.api.autoscaling.v1.Scale")
+    );
+    assert_eq!(
+        definition_of_kind("coordination.k8s.io", "Lease"),
+        Some("io.k8s.api.coordination.v1.Lease")
+    );
     assert_eq!(definition_of_kind("apps", "Deployment"), None);
+}
+
+/// Splits a protobuf message into (field number, payload) pairs, failing on malformed input.
+fn proto_fields(mut bytes: &[u8]) -> Vec<(u64, &[u8])> {
+    fn varint(bytes: &mut &[u8]) -> u64 {
+        let mut value = 0;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = bytes.split_first().expect("truncated varint");
+            *bytes = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return value;
+            }
+        }
+        panic!("varint too long")
+    }
+    let mut fields = Vec::new();
+    while !bytes.is_empty() {
+        let key = varint(&mut bytes);
+        match key & 7 {
+            0 => {
+                varint(&mut bytes);
+                fields.push((key >> 3, &[][..]));
+            }
+            2 => {
+                let len = usize::try_from(varint(&mut bytes)).unwrap();
+                let (payload, rest) = bytes.split_at(len);
+                fields.push((key >> 3, payload));
+                bytes = rest;
+            }
+            other => panic!("unexpected wire type {other}"),
+        }
+    }
+    fields
+}
+
+fn proto_field(bytes: &[u8], number: u64) -> Vec<&[u8]> {
+    proto_fields(bytes)
+        .into_iter()
+        .filter(|(n, _)| *n == number)
+        .map(|(_, p)| p)
+        .collect()
+}
+
+fn proto_string(bytes: &[u8], number: u64) -> String {
+    proto_field(bytes, number)
+        .first()
+        .map(|b| String::from_utf8(b.to_vec()).unwrap())
+        .unwrap_or_default()
+}
+
+#[test]
+fn v2_protobuf_has_what_kubectl_1_27_reads() {
+    // kubectl 1.27/1.28 look, in the protobuf document, for a PATCH operation whose
+    // x-kubernetes-group-version-kind extension (YAML) names the kind and which has a
+    // `fieldValidation` query parameter.
+    let doc = v2_document_protobuf();
+    assert_eq!(proto_string(doc, 1), "2.0");
+    let paths = proto_field(doc, 8)[0];
+    let pod_path = proto_field(paths, 2)
+        .into_iter()
+        .find(|named| proto_string(named, 1) == "/api/v1/namespaces/{namespace}/pods/{name}")
+        .unwrap();
+    let item = proto_field(pod_path, 2)[0];
+    let patch = proto_field(item, 8)[0];
+    assert_eq!(proto_string(patch, 5), "patchCoreV1NamespacedPod");
+    let extensions: Vec<(String, String)> = proto_field(patch, 13)
+        .into_iter()
+        .map(|named| {
+            (
+                proto_string(named, 1),
+                proto_string(proto_field(named, 2)[0], 2),
+            )
+        })
+        .collect();
+    let gvk = &extensions
+        .iter()
+        .find(|(name, _)| name == "x-kubernetes-group-version-kind")
+        .unwrap()
+        .1;
+    assert_eq!(
+        serde_json::from_str::<Value>(gvk).unwrap(),
+        serde_json::json!({"group": "", "kind": "Pod", "version": "v1"})
+    );
+    let query_params: Vec<String> = proto_field(patch, 8)
+        .into_iter()
+        .filter_map(|item| {
+            let parameter = proto_field(item, 1)[0];
+            let non_body = *proto_field(parameter, 2).first()?;
+            Some(proto_string(proto_field(non_body, 3)[0], 4))
+        })
+        .collect();
+    assert!(
+        query_params.contains(&"fieldValidation".to_owned()),
+        "{query_params:?}"
+    );
+    // Definitions keep their names, types and patch extensions.
+    let definitions = proto_field(doc, 9)[0];
+    let named = proto_field(definitions, 1);
+    assert_eq!(
+        named.len(),
+        v2_document_ref()["definitions"].as_object().unwrap().len()
+    );
+    let pod_spec = named
+        .into_iter()
+        .find(|n| proto_string(n, 1) == "io.k8s.api.core.v1.PodSpec")
+        .unwrap();
+    let schema = proto_field(pod_spec, 2)[0];
+    assert_eq!(proto_string(proto_field(schema, 22)[0], 1), "object");
+    let containers = proto_field(proto_field(schema, 25)[0], 1)
+        .into_iter()
+        .find(|n| proto_string(n, 1) == "containers")
+        .unwrap();
+    let containers = proto_field(containers, 2)[0];
+    let merge_key = proto_field(containers, 31)
+        .into_iter()
+        .find(|n| proto_string(n, 1) == "x-kubernetes-patch-merge-key")
+        .unwrap();
+    assert_eq!(proto_string(proto_field(merge_key, 2)[0], 2), "\"name\"");
 }
 
 /// Writes the documents to `$KEELSON_OPENAPI_DUMP` for checks against real kubectl
@@ -401,11 +745,16 @@ fn dump_documents() {
     };
     let dir = std::path::Path::new(&dir);
     std::fs::create_dir_all(dir.join("openapi/v3")).unwrap();
-    std::fs::write(dir.join("openapi/v3/index.json"), serde_json::to_vec(&v3_root()).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("openapi/v3/index.json"),
+        serde_json::to_vec(&v3_root()).unwrap(),
+    )
+    .unwrap();
     for path in v3_group_versions() {
         let file = dir.join("openapi/v3").join(format!("{path}.json"));
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         std::fs::write(file, v3_document_json(path).unwrap()).unwrap();
     }
     std::fs::write(dir.join("openapi/v2.json"), v2_document_json()).unwrap();
+    std::fs::write(dir.join("openapi/v2.pb"), v2_document_protobuf()).unwrap();
 }

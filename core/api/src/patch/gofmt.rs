@@ -126,7 +126,10 @@ mod tests {
 
     #[test]
     fn prints_like_go() {
-        assert_eq!(value(&json!({"b": [1, "x"], "a": null})), "map[a:<nil> b:[1 x]]");
+        assert_eq!(
+            value(&json!({"b": [1, "x"], "a": null})),
+            "map[a:<nil> b:[1 x]]"
+        );
         assert_eq!(value(&json!(1.5)), "1.5");
         assert_eq!(value(&json!(1e21)), "1e+21");
         assert_eq!(value(&json!(0.00001)), "1e-05");

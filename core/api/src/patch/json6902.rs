@@ -87,65 +87,94 @@ fn apply_operation(doc: &mut Value, op: &Map<String, Value>) -> OpResult<()> {
     };
     match kind {
         "add" => {
-            let path = string_field(op, "path").map_err(|_| format!("add operation failed to decode path: {MISSING}"))?;
+            let path = string_field(op, "path")
+                .map_err(|_| format!("add operation failed to decode path: {MISSING}"))?;
             let value = value_field(op).cloned().unwrap_or(Value::Null);
-            let (container, key) = find_object(doc, &path)
-                .ok_or_else(|| format!("add operation does not apply: doc is missing path: \"{path}\": {MISSING}"))?;
-            container_add(container, &key, value).map_err(|e| format!("error in add for path: '{path}': {e}"))
+            let (container, key) = find_object(doc, &path).ok_or_else(|| {
+                format!("add operation does not apply: doc is missing path: \"{path}\": {MISSING}")
+            })?;
+            container_add(container, &key, value)
+                .map_err(|e| format!("error in add for path: '{path}': {e}"))
         }
         "remove" => {
-            let path = string_field(op, "path").map_err(|_| format!("remove operation failed to decode path: {MISSING}"))?;
-            let (container, key) = find_object(doc, &path)
-                .ok_or_else(|| format!("remove operation does not apply: doc is missing path: \"{path}\": {MISSING}"))?;
+            let path = string_field(op, "path")
+                .map_err(|_| format!("remove operation failed to decode path: {MISSING}"))?;
+            let (container, key) = find_object(doc, &path).ok_or_else(|| {
+                format!(
+                    "remove operation does not apply: doc is missing path: \"{path}\": {MISSING}"
+                )
+            })?;
             container_remove(container, &key)
                 .map(drop)
                 .map_err(|e| format!("error in remove for path: '{path}': {e}"))
         }
         "replace" => {
-            let path = string_field(op, "path").map_err(|e| format!("replace operation failed to decode path: {e}"))?;
+            let path = string_field(op, "path")
+                .map_err(|e| format!("replace operation failed to decode path: {e}"))?;
             let value = value_field(op).cloned().unwrap_or(Value::Null);
-            let (container, key) = find_object(doc, &path)
-                .ok_or_else(|| format!("replace operation does not apply: doc is missing path: {path}: {MISSING}"))?;
+            let (container, key) = find_object(doc, &path).ok_or_else(|| {
+                format!("replace operation does not apply: doc is missing path: {path}: {MISSING}")
+            })?;
             if container_get(container, &key).is_err() {
-                return Err(format!("replace operation does not apply: doc is missing key: {path}: {MISSING}"));
+                return Err(format!(
+                    "replace operation does not apply: doc is missing key: {path}: {MISSING}"
+                ));
             }
-            container_set(container, &key, value).map_err(|e| format!("error in remove for path: '{path}': {e}"))
+            container_set(container, &key, value)
+                .map_err(|e| format!("error in remove for path: '{path}': {e}"))
         }
         "move" => {
-            let from = string_field(op, "from").map_err(|e| format!("move operation failed to decode from: {e}"))?;
+            let from = string_field(op, "from")
+                .map_err(|e| format!("move operation failed to decode from: {e}"))?;
             let value = {
-                let (container, key) = find_object(doc, &from)
-                    .ok_or_else(|| format!("move operation does not apply: doc is missing from path: {from}: {MISSING}"))?;
-                container_get(container, &key).map_err(|e| format!("error in move for path: '{key}': {e}"))?;
-                container_remove(container, &key).map_err(|e| format!("error in move for path: '{key}': {e}"))?
+                let (container, key) = find_object(doc, &from).ok_or_else(|| {
+                    format!(
+                        "move operation does not apply: doc is missing from path: {from}: {MISSING}"
+                    )
+                })?;
+                container_get(container, &key)
+                    .map_err(|e| format!("error in move for path: '{key}': {e}"))?;
+                container_remove(container, &key)
+                    .map_err(|e| format!("error in move for path: '{key}': {e}"))?
             };
-            let path = string_field(op, "path").map_err(|e| format!("move operation failed to decode path: {e}"))?;
+            let path = string_field(op, "path")
+                .map_err(|e| format!("move operation failed to decode path: {e}"))?;
             let (container, key) = find_object(doc, &path)
                 .ok_or_else(|| format!("move operation does not apply: doc is missing destination path: {path}: {MISSING}"))?;
-            container_add(container, &key, value).map_err(|e| format!("error in move for path: '{path}': {e}"))
+            container_add(container, &key, value)
+                .map_err(|e| format!("error in move for path: '{path}': {e}"))
         }
         "copy" => {
-            let from = string_field(op, "from").map_err(|e| format!("copy operation failed to decode from: {e}"))?;
+            let from = string_field(op, "from")
+                .map_err(|e| format!("copy operation failed to decode from: {e}"))?;
             let value = {
-                let (container, key) = find_object(doc, &from)
-                    .ok_or_else(|| format!("copy operation does not apply: doc is missing from path: {from}: {MISSING}"))?;
+                let (container, key) = find_object(doc, &from).ok_or_else(|| {
+                    format!(
+                        "copy operation does not apply: doc is missing from path: {from}: {MISSING}"
+                    )
+                })?;
                 // A missing key copies as null.
                 container_get(container, &key)
                     .map_err(|e| format!("error in copy for from: '{from}': {e}"))?
                     .cloned()
                     .unwrap_or(Value::Null)
             };
-            let path = string_field(op, "path").map_err(|_| format!("copy operation failed to decode path: {MISSING}"))?;
+            let path = string_field(op, "path")
+                .map_err(|_| format!("copy operation failed to decode path: {MISSING}"))?;
             let (container, key) = find_object(doc, &path)
                 .ok_or_else(|| format!("copy operation does not apply: doc is missing destination path: {path}: {MISSING}"))?;
-            container_add(container, &key, value).map_err(|e| format!("error while adding value during copy: {e}"))
+            container_add(container, &key, value)
+                .map_err(|e| format!("error while adding value during copy: {e}"))
         }
         "test" => {
-            let path = string_field(op, "path").map_err(|e| format!("test operation failed to decode path: {e}"))?;
+            let path = string_field(op, "path")
+                .map_err(|e| format!("test operation failed to decode path: {e}"))?;
             let failed = || format!("testing value {path} failed: {TEST_FAILED}");
-            let (container, key) = find_object(doc, &path)
-                .ok_or_else(|| format!("test operation does not apply: is missing path: {path}: {MISSING}"))?;
-            let current = container_get(container, &key).map_err(|e| format!("error in test for path: '{path}': {e}"))?;
+            let (container, key) = find_object(doc, &path).ok_or_else(|| {
+                format!("test operation does not apply: is missing path: {path}: {MISSING}")
+            })?;
+            let current = container_get(container, &key)
+                .map_err(|e| format!("error in test for path: '{path}': {e}"))?;
             match (current, value_field(op)) {
                 // Missing (or null) in the document: only an explicit null matches.
                 (None, Some(Value::Null)) => Ok(()),
@@ -268,8 +297,11 @@ fn container_add(container: &mut Value, key: &str, value: Value) -> OpResult<()>
                 items.push(value);
                 return Ok(());
             }
-            let index = atoi(key).map_err(|e| format!("value was not a proper array index: '{key}': {e}"))?;
-            let size = i64::try_from(items.len()).unwrap_or(i64::MAX).saturating_add(1);
+            let index = atoi(key)
+                .map_err(|e| format!("value was not a proper array index: '{key}': {e}"))?;
+            let size = i64::try_from(items.len())
+                .unwrap_or(i64::MAX)
+                .saturating_add(1);
             if index >= size || index < -size {
                 return Err(invalid_index(index));
             }
@@ -306,15 +338,19 @@ fn container_remove(container: &mut Value, key: &str) -> OpResult<Value> {
 /// element-wise; scalars match by their compact JSON text.
 fn lazy_equal(current: &Value, expected: &Value) -> bool {
     match (current, expected) {
-        (Value::Object(current), Value::Object(expected)) => current.iter().all(|(key, value)| match expected.get(key) {
-            None => false,
-            Some(other) if value.is_null() && other.is_null() => true,
-            Some(other) => lazy_equal(value, other),
-        }),
+        (Value::Object(current), Value::Object(expected)) => {
+            current.iter().all(|(key, value)| match expected.get(key) {
+                None => false,
+                Some(other) if value.is_null() && other.is_null() => true,
+                Some(other) => lazy_equal(value, other),
+            })
+        }
         (Value::Array(current), Value::Array(expected)) => {
-            current.len() == expected.len() && current.iter().zip(expected).all(|(a, b)| lazy_equal(a, b))
+            current.len() == expected.len()
+                && current.iter().zip(expected).all(|(a, b)| lazy_equal(a, b))
         }
         (Value::Object(_) | Value::Array(_), _) | (_, Value::Object(_) | Value::Array(_)) => false,
-        (current, expected) => current.to_string() == expected.to_string(),
+        // Scalars: equal JSON text, so an integer never equals a float.
+        (current, expected) => current == expected,
     }
 }

@@ -27,7 +27,8 @@ type Result<T> = std::result::Result<T, PatchError>;
 type Object = Map<String, Value>;
 
 pub(super) fn apply((group, kind): (&str, &str), target: &Value, patch: &Value) -> Result<Value> {
-    let definition = openapi::definition_of_kind(group, kind).ok_or(PatchError::StrategicMergeUnsupported)?;
+    let definition =
+        openapi::definition_of_kind(group, kind).ok_or(PatchError::StrategicMergeUnsupported)?;
     let patch = match patch {
         Value::Object(map) => map.clone(),
         // Go decodes `null` into the (empty) patch map it started with.
@@ -56,9 +57,16 @@ pub(super) fn apply_with_definitions(
     patch: &Value,
 ) -> Result<Value> {
     let (Value::Object(original), Value::Object(patch)) = (target, patch) else {
-        return Err(PatchError::BadRequest("test documents must be objects".to_owned()));
+        return Err(PatchError::BadRequest(
+            "test documents must be objects".to_owned(),
+        ));
     };
-    merge_map(original.clone(), patch.clone(), Schema::definition(definitions, definition)).map(Value::Object)
+    merge_map(
+        original.clone(),
+        patch.clone(),
+        Schema::definition(definitions, definition),
+    )
+    .map(Value::Object)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -214,7 +222,9 @@ fn go_eq(a: &Value, b: &Value) -> bool {
             (true, true) => x.as_f64() == y.as_f64(),
             _ => false,
         },
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| go_eq(a, b)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| go_eq(a, b))
+        }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| go_eq(v, w)))
         }
@@ -295,7 +305,9 @@ fn remove_directives(value: Value) -> Option<Value> {
                 .collect();
             Some(Value::Object(kept))
         }
-        Value::Array(items) => Some(Value::Array(items.into_iter().filter_map(remove_directives).collect())),
+        Value::Array(items) => Some(Value::Array(
+            items.into_iter().filter_map(remove_directives).collect(),
+        )),
         other => Some(other),
     }
 }
@@ -316,7 +328,9 @@ fn discard_nulls(value: &mut Value) {
 fn extract_key(key: &str, prefix: &str) -> Result<String> {
     match key.split_once('/') {
         Some((head, rest)) if head == prefix => Ok(rest.to_owned()),
-        _ if prefix == DELETE_FROM_PRIMITIVE_LIST => Err(PatchError::BadRequest(ERR_BAD_PRIMITIVE_LIST.to_owned())),
+        _ if prefix == DELETE_FROM_PRIMITIVE_LIST => {
+            Err(PatchError::BadRequest(ERR_BAD_PRIMITIVE_LIST.to_owned()))
+        }
         _ => Err(PatchError::BadRequest(ERR_BAD_SET_ELEMENT_ORDER.to_owned())),
     }
 }
@@ -423,7 +437,10 @@ fn apply_retain_keys(original: &mut Object, patch: &mut Object) -> Result<()> {
     };
     let retained = |key: &str| retain.iter().any(|k| k.as_str() == Some(key));
     for (key, value) in patch.iter() {
-        if value.is_null() || key.starts_with(DELETE_FROM_PRIMITIVE_LIST) || key.starts_with(SET_ELEMENT_ORDER) {
+        if value.is_null()
+            || key.starts_with(DELETE_FROM_PRIMITIVE_LIST)
+            || key.starts_with(SET_ELEMENT_ORDER)
+        {
             continue;
         }
         if !retained(key) {
@@ -437,7 +454,11 @@ fn apply_retain_keys(original: &mut Object, patch: &mut Object) -> Result<()> {
 /// `$setElementOrder/<field>`: merges the field's list now and orders the result as the
 /// directive says (then the patch, then the live object), removing both from the patch.
 fn merge_ordered_lists(original: &mut Object, patch: &mut Object, schema: Schema) -> Result<()> {
-    let directives: Vec<String> = patch.keys().filter(|k| k.starts_with(SET_ELEMENT_ORDER)).cloned().collect();
+    let directives: Vec<String> = patch
+        .keys()
+        .filter(|k| k.starts_with(SET_ELEMENT_ORDER))
+        .cloned()
+        .collect();
     for directive in directives {
         let Some(order) = patch.shift_remove(&directive) else {
             continue;
@@ -471,8 +492,14 @@ fn merge_ordered_lists(original: &mut Object, patch: &mut Object, schema: Schema
                 _ => continue,
             },
             (Some(original_list), Some(patch_list)) => {
-                let merged =
-                    merge_slice_handler(original_list, patch_list, field.value.items(), strategy, merge_key, false)?;
+                let merged = merge_slice_handler(
+                    original_list,
+                    patch_list,
+                    field.value.items(),
+                    strategy,
+                    merge_key,
+                    false,
+                )?;
                 if let Some(view) = merged.original_view {
                     original_ref = view;
                 }
@@ -487,7 +514,14 @@ fn merge_ordered_lists(original: &mut Object, patch: &mut Object, schema: Schema
             partition_maps(merged, &order, merge_key)?
         };
         let element = slice_element_type(&[&original_ref, &patch_ref])?;
-        let ordered = normalize_element_order(patch_items, server_only, &order, &original_ref, merge_key, element)?;
+        let ordered = normalize_element_order(
+            patch_items,
+            server_only,
+            &order,
+            &original_ref,
+            merge_key,
+            element,
+        )?;
         match original.get_mut(&key) {
             Some(slot) => *slot = Value::Array(ordered),
             None => {
@@ -535,10 +569,18 @@ fn merge_key_value_equal(left: &Value, right: &Value, merge_key: &str) -> Result
     if merge_key.is_empty() {
         return Ok(go_eq(left, right));
     }
-    let left = left.as_object().ok_or_else(|| bad_arg_type(MAP_TYPE, left))?;
-    let right = right.as_object().ok_or_else(|| bad_arg_type(MAP_TYPE, right))?;
-    let l = left.get(merge_key).ok_or_else(|| no_merge_key(left, merge_key))?;
-    let r = right.get(merge_key).ok_or_else(|| no_merge_key(right, merge_key))?;
+    let left = left
+        .as_object()
+        .ok_or_else(|| bad_arg_type(MAP_TYPE, left))?;
+    let right = right
+        .as_object()
+        .ok_or_else(|| bad_arg_type(MAP_TYPE, right))?;
+    let l = left
+        .get(merge_key)
+        .ok_or_else(|| no_merge_key(left, merge_key))?;
+    let r = right
+        .get(merge_key)
+        .ok_or_else(|| no_merge_key(right, merge_key))?;
     Ok(go_eq(l, r))
 }
 
@@ -547,7 +589,9 @@ fn split_deletions(list: &[Value]) -> Result<(Vec<&Value>, Vec<&Value>)> {
     let mut keep = Vec::new();
     let mut delete = Vec::new();
     for item in list {
-        let map = item.as_object().ok_or_else(|| bad_arg_type(MAP_TYPE, item))?;
+        let map = item
+            .as_object()
+            .ok_or_else(|| bad_arg_type(MAP_TYPE, item))?;
         if map.get(DIRECTIVE).and_then(Value::as_str) == Some("delete") {
             delete.push(item);
         } else {
@@ -622,7 +666,14 @@ fn merge_slice(
             }
         }
         let (patch_items, server_only) = partition_primitives(merged, &patch);
-        let list = normalize_element_order(patch_items, server_only, &patch, &original, merge_key, element_kind)?;
+        let list = normalize_element_order(
+            patch_items,
+            server_only,
+            &patch,
+            &original,
+            merge_key,
+            element_kind,
+        )?;
         return Ok(MergedList::plain(list));
     }
 
@@ -636,14 +687,28 @@ fn merge_slice(
     let (replace, plain) = apply_list_directives(&mut backing, patch, merge_key)?;
     let list = if replace {
         // The rest of the patch is the whole list: nothing to merge or to order against.
-        normalize_element_order(Vec::new(), plain.clone(), &[], &plain, merge_key, element_kind)?
+        normalize_element_order(
+            Vec::new(),
+            plain.clone(),
+            &[],
+            &plain,
+            merge_key,
+            element_kind,
+        )?
     } else {
         let kept = backing.len;
         merge_by_key(&mut backing, &plain, merge_key, element)?;
         // The live order is that of the original after deletions (appends went past it).
         let server_order: Vec<Value> = backing.iter().take(kept).cloned().collect();
         let (patch_items, server_only) = partition_maps(backing.to_vec(), &plain, merge_key)?;
-        normalize_element_order(patch_items, server_only, &plain, &server_order, merge_key, element_kind)?
+        normalize_element_order(
+            patch_items,
+            server_only,
+            &plain,
+            &server_order,
+            merge_key,
+            element_kind,
+        )?
     };
     Ok(MergedList {
         list,
@@ -729,7 +794,11 @@ impl Backing {
 /// Handles `$patch` elements of a merging list: `delete` removes the matching elements from
 /// the original, `replace` makes the rest of the patch the whole list. Returns whether the
 /// list is replaced, and the patch elements without directives.
-fn apply_list_directives(original: &mut Backing, patch: Vec<Value>, merge_key: &str) -> Result<(bool, Vec<Value>)> {
+fn apply_list_directives(
+    original: &mut Backing,
+    patch: Vec<Value>,
+    merge_key: &str,
+) -> Result<(bool, Vec<Value>)> {
     let mut plain = Vec::new();
     let mut replace = false;
     for item in patch {
@@ -742,14 +811,18 @@ fn apply_list_directives(original: &mut Backing, patch: Vec<Value>, merge_key: &
         };
         match directive.as_str() {
             Some("delete") => {
-                let value = map.get(merge_key).ok_or_else(|| no_merge_key(map, merge_key))?;
+                let value = map
+                    .get(merge_key)
+                    .ok_or_else(|| no_merge_key(map, merge_key))?;
                 while let Some(index) = original.position(merge_key, value) {
                     original.remove(index);
                 }
             }
             Some("replace") => replace = true,
             Some("merge") => {
-                return Err(internal("merging lists cannot yet be specified in the patch".to_owned()));
+                return Err(internal(
+                    "merging lists cannot yet be specified in the patch".to_owned(),
+                ));
             }
             _ => return Err(bad_patch_type(directive, map)),
         }
@@ -771,13 +844,23 @@ fn find_by_key(list: &[Value], merge_key: &str, value: &Value) -> Result<Option<
 }
 
 /// Merges each patch element into the element with the same merge key, or appends it.
-fn merge_by_key(list: &mut Backing, patch: &[Value], merge_key: &str, element: Schema) -> Result<()> {
+fn merge_by_key(
+    list: &mut Backing,
+    patch: &[Value],
+    merge_key: &str,
+    element: Schema,
+) -> Result<()> {
     for item in patch {
         let Some(map) = item.as_object() else {
             return Err(bad_arg_type(MAP_TYPE, item));
         };
-        let value = map.get(merge_key).ok_or_else(|| no_merge_key(map, merge_key))?;
-        match list.position(merge_key, value).and_then(|index| list.get_mut(index)) {
+        let value = map
+            .get(merge_key)
+            .ok_or_else(|| no_merge_key(map, merge_key))?;
+        match list
+            .position(merge_key, value)
+            .and_then(|index| list.get_mut(index))
+        {
             Some(slot) => {
                 if let Value::Object(current) = std::mem::take(slot) {
                     *slot = Value::Object(merge_map(current, map.clone(), element)?);
@@ -790,17 +873,25 @@ fn merge_by_key(list: &mut Backing, patch: &[Value], merge_key: &str, element: S
 }
 
 fn partition_primitives(merged: Vec<Value>, by: &[Value]) -> (Vec<Value>, Vec<Value>) {
-    merged.into_iter().partition(|item| by.iter().any(|b| go_eq(b, item)))
+    merged
+        .into_iter()
+        .partition(|item| by.iter().any(|b| go_eq(b, item)))
 }
 
-fn partition_maps(merged: Vec<Value>, by: &[Value], merge_key: &str) -> Result<(Vec<Value>, Vec<Value>)> {
+fn partition_maps(
+    merged: Vec<Value>,
+    by: &[Value],
+    merge_key: &str,
+) -> Result<(Vec<Value>, Vec<Value>)> {
     let mut in_patch = Vec::new();
     let mut server_only = Vec::new();
     for item in merged {
         let Some(map) = item.as_object() else {
             return Err(bad_arg_type(MAP_TYPE, &item));
         };
-        let value = map.get(merge_key).ok_or_else(|| no_merge_key(map, merge_key))?;
+        let value = map
+            .get(merge_key)
+            .ok_or_else(|| no_merge_key(map, merge_key))?;
         if find_by_key(by, merge_key, value)?.is_some() {
             in_patch.push(item);
         } else {
@@ -823,14 +914,22 @@ fn index(list: &[Value], item: &Value, merge_key: &str, element: Kind) -> Option
         }
     };
     let wanted = key_of(item);
-    list.iter().position(|v| opt_eq(key_of(v).as_ref(), wanted.as_ref()))
+    list.iter()
+        .position(|v| opt_eq(key_of(v).as_ref(), wanted.as_ref()))
 }
 
 /// Sorts `items` by their position in `order` (stable).
-fn normalize_slice_order(items: Vec<Value>, order: &[Value], merge_key: &str, element: Kind) -> Result<Vec<Value>> {
+fn normalize_slice_order(
+    items: Vec<Value>,
+    order: &[Value],
+    merge_key: &str,
+    element: Kind,
+) -> Result<Vec<Value>> {
     let (mut items, deletions) = if element == Kind::Map {
         for item in items.iter().chain(order) {
-            let map = item.as_object().ok_or_else(|| bad_arg_type(MAP_TYPE, item))?;
+            let map = item
+                .as_object()
+                .ok_or_else(|| bad_arg_type(MAP_TYPE, item))?;
             if !map.contains_key(merge_key) {
                 return Err(no_merge_key(map, merge_key));
             }
@@ -860,10 +959,22 @@ fn normalize_element_order(
 ) -> Result<Vec<Value>> {
     let patch_items = normalize_slice_order(patch_items, patch_order, merge_key, element)?;
     let server_only = normalize_slice_order(server_only, server_order, merge_key, element)?;
-    Ok(merge_sorted(server_only, patch_items, server_order, merge_key, element))
+    Ok(merge_sorted(
+        server_only,
+        patch_items,
+        server_order,
+        merge_key,
+        element,
+    ))
 }
 
-fn merge_sorted(left: Vec<Value>, right: Vec<Value>, server_order: &[Value], merge_key: &str, element: Kind) -> Vec<Value> {
+fn merge_sorted(
+    left: Vec<Value>,
+    right: Vec<Value>,
+    server_order: &[Value],
+    merge_key: &str,
+    element: Kind,
+) -> Vec<Value> {
     let mut out = Vec::with_capacity(left.len() + right.len());
     let mut left = left.into_iter().peekable();
     let mut right = right.into_iter().peekable();

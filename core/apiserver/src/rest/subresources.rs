@@ -62,7 +62,7 @@ impl ApiServer {
 
     fn decode_status_body(&self, call: &mut Call, body: Value) -> ApiResult<Value> {
         let decoded = keelson_api::object::decode(call.info, &body)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            .map_err(|e| super::write::decode_error(call.info, e))?;
         Ok(decoded.value)
     }
 

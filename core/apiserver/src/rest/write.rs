@@ -118,41 +118,13 @@ fn generate_name(base: &str) -> String {
     format!("{base}{suffix}")
 }
 
-/// Pod QoS class from requests and limits, as Kubernetes computes it.
-fn qos_class(pod: &Value) -> &'static str {
-    let containers = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in &containers {
-        let req = c.pointer("/resources/requests").and_then(Value::as_object);
-        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
-        let has = |m: Option<&serde_json::Map<String, Value>>, k: &str| {
-            m.and_then(|m| m.get(k)).is_some()
-        };
-        if has(req, "cpu") || has(req, "memory") || has(lim, "cpu") || has(lim, "memory") {
-            any = true;
-        }
-        for r in ["cpu", "memory"] {
-            let l = lim.and_then(|m| m.get(r));
-            let q = req.and_then(|m| m.get(r));
-            match (l, q) {
-                (Some(l), Some(q)) if l == q => {}
-                (Some(_), None) => {}
-                _ => guaranteed = false,
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
+/// A body that does not decode into the kind, worded as Kubernetes words it.
+pub(crate) fn decode_error(info: &ResourceInfo, e: keelson_api::object::DecodeError) -> ApiError {
+    ApiError::bad_request(format!(
+        "{kind} in version \"{v}\" cannot be handled as a {kind}: {e}",
+        kind = info.kind,
+        v = info.version
+    ))
 }
 
 /// Per-kind state reset on create (what Kubernetes' `PrepareForCreate` does).
@@ -162,7 +134,7 @@ fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
     }
     match info.plural {
         "pods" => {
-            let qos = qos_class(obj);
+            let qos = keelson_api::object::pod_qos_class(obj);
             obj["status"] = json!({"phase": "Pending", "qosClass": qos});
         }
         "replicationcontrollers" => obj["status"] = json!({"replicas": 0}),
@@ -204,8 +176,7 @@ impl ApiServer {
                 )));
             }
         }
-        let decoded = keelson_api::object::decode(info, &body)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let decoded = keelson_api::object::decode(info, &body).map_err(|e| decode_error(info, e))?;
         let mode = call.q("fieldValidation").unwrap_or("Warn");
         let mut problems: Vec<String> = decoded
             .unknown_fields
@@ -475,7 +446,10 @@ impl ApiServer {
                 dry_run: call.dry_run(),
             };
             self.admission.mutate(&attrs, Some(&mut new)).await?;
-            self.validate_object(info, &new, Some(&old))?;
+            // A binding only sets the node, which pod update rules forbid; Kubernetes writes it
+            // without them, so only the object itself is checked.
+            let validate_old = if sub == Some("binding") { None } else { Some(&old) };
+            self.validate_object(info, &new, validate_old)?;
             self.admission.validate(&attrs, Some(&new)).await?;
 
             let mut allocated = Vec::new();
@@ -686,8 +660,8 @@ impl ApiServer {
                         .map_err(|e| ApiError::new(422, "Invalid", e.to_string())),
                     other => Err(ApiError::unsupported_media_type(other)),
                 }?;
-                let decoded = keelson_api::object::decode(info, &patched)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let decoded =
+                    keelson_api::object::decode(info, &patched).map_err(|e| decode_error(info, e))?;
                 unknown = decoded.unknown_fields.clone();
                 if validation == "Strict" && !unknown.is_empty() {
                     let list: Vec<String> =
@@ -717,11 +691,7 @@ impl ApiServer {
     }
 
     pub(crate) async fn delete(&self, call: &mut Call) -> ApiResult<Response<Body>> {
-        let opts = if call.body.is_empty() {
-            Value::Null
-        } else {
-            parse_body(call)?
-        };
+        let opts = delete_options(call)?;
         let name = call.name().unwrap_or_default().to_string();
         let (out, gone) = self.delete_object(call, &name, &opts).await?;
         // Kubernetes answers 200 with the object whether it is gone or left for its grace
@@ -869,7 +839,7 @@ impl ApiServer {
 
     pub(crate) async fn delete_collection(&self, call: &mut Call) -> ApiResult<Response<Body>> {
         let filter = Filter::from_call(call)?;
-        let opts = if call.body.is_empty() { Value::Null } else { parse_body(call)? };
+        let opts = delete_options(call)?;
         let current = self.store.current_revision().await?;
         self.cache.wait_for(current, std::time::Duration::from_secs(3)).await?;
         let (objs, rev) = self.cache.list(&resource_id(call.info), filter.namespace.as_deref());
@@ -1025,6 +995,29 @@ impl ApiServer {
         }
         Ok(fresh)
     }
+}
+
+/// DeleteOptions from the body, with the query parameters clients may use instead
+/// (`gracePeriodSeconds`, `propagationPolicy`) filled in.
+fn delete_options(call: &Call) -> ApiResult<Value> {
+    let mut opts = if call.body.is_empty() {
+        json!({})
+    } else {
+        parse_body(call)?
+    };
+    if !opts.is_object() {
+        opts = json!({});
+    }
+    if let Some(g) = call.q("gracePeriodSeconds") {
+        let g: i64 = g
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds: {g}")))?;
+        opts["gracePeriodSeconds"] = json!(g);
+    }
+    if let Some(p) = call.q("propagationPolicy") {
+        opts["propagationPolicy"] = json!(p);
+    }
+    Ok(opts)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
