@@ -11,9 +11,11 @@
 
 pub use k8s_openapi;
 
+pub mod gnostic;
 pub mod object;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod selectors;
 pub mod table;

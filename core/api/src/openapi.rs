@@ -17,7 +17,6 @@
 
 mod patch_meta;
 mod paths;
-mod protobuf;
 mod resources;
 mod schemas;
 
@@ -43,7 +42,6 @@ struct Documents {
     definitions: Map<String, Value>,
     v2: Value,
     v2_json: Vec<u8>,
-    v2_protobuf: Vec<u8>,
     v3: Vec<V3Document>,
 }
 
@@ -72,7 +70,6 @@ fn build() -> Documents {
         "security": [{ "BearerToken": [] }],
     });
     let v2_json = to_json(&v2);
-    let v2_protobuf = protobuf::encode(&v2);
 
     let v3 = GROUP_VERSIONS
         .iter()
@@ -127,7 +124,6 @@ fn build() -> Documents {
         definitions,
         v2,
         v2_json,
-        v2_protobuf,
         v3,
     }
 }
@@ -202,8 +198,8 @@ pub fn v3_document_hash(group_version_path: &str) -> Option<&'static str> {
     find_v3(group_version_path).map(|d| d.hash.as_str())
 }
 
-/// The Swagger 2.0 document for `GET /openapi/v2` in JSON form (for
-/// `Accept: application/json`; see [`v2_document_protobuf`] for the form kubectl asks for).
+/// The Swagger 2.0 document for `GET /openapi/v2` in JSON form (for `Accept:
+/// application/json`; kubectl asks for the protobuf form first, see `crate::gnostic`).
 pub fn v2_document() -> Value {
     documents().v2.clone()
 }
@@ -216,24 +212,6 @@ pub fn v2_document_ref() -> &'static Value {
 /// The serialized JSON of [`v2_document`].
 pub fn v2_document_json() -> &'static [u8] {
     &documents().v2_json
-}
-
-/// `Accept` media types that select [`v2_document_protobuf`]; kubectl sends the first.
-pub const V2_PROTOBUF_ACCEPT: [&str; 2] = [
-    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
-    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
-];
-
-/// `Content-Type` to answer [`v2_document_protobuf`] with. Not the `@` form kubectl asks for:
-/// Go's media type parser rejects it, and kubectl then fails with "mime: unexpected content
-/// after media subtype".
-pub const V2_PROTOBUF_CONTENT_TYPE: &str =
-    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
-
-/// [`v2_document`] as a gnostic `openapi.v2.Document` protobuf message: what kubectl asks for
-/// first (see [`V2_PROTOBUF_ACCEPT`]), and the only form kubectl 1.27 and 1.28 read.
-pub fn v2_document_protobuf() -> &'static [u8] {
-    &documents().v2_protobuf
 }
 
 /// Swagger 2.0 definitions (with the patch extensions) the strategic merge patch walks.

@@ -144,20 +144,6 @@ const POD_SUBRESOURCES: &[Subresource] = &[
         version: "v1",
         verbs: &["create"],
     },
-    Subresource {
-        name: "exec",
-        kind: "PodExecOptions",
-        group: "",
-        version: "v1",
-        verbs: &["create", "get"],
-    },
-    Subresource {
-        name: "log",
-        kind: "Pod",
-        group: "",
-        version: "v1",
-        verbs: &["get"],
-    },
     status_of("Pod"),
 ];
 
@@ -172,16 +158,7 @@ const RC_SUBRESOURCES: &[Subresource] = &[
     status_of("ReplicationController"),
 ];
 
-const SERVICE_SUBRESOURCES: &[Subresource] = &[
-    Subresource {
-        name: "proxy",
-        kind: "ServiceProxyOptions",
-        group: "",
-        version: "v1",
-        verbs: &["create", "delete", "get", "patch", "update"],
-    },
-    status_of("Service"),
-];
+const SERVICE_SUBRESOURCES: &[Subresource] = &[status_of("Service")];
 
 const NAMESPACE_SUBRESOURCES: &[Subresource] = &[
     Subresource {
@@ -194,13 +171,9 @@ const NAMESPACE_SUBRESOURCES: &[Subresource] = &[
     status_of("Namespace"),
 ];
 
-const SERVICE_ACCOUNT_SUBRESOURCES: &[Subresource] = &[Subresource {
-    name: "token",
-    kind: "TokenRequest",
-    group: "authentication.k8s.io",
-    version: "v1",
-    verbs: &["create"],
-}];
+// pods/log, pods/exec, services/proxy and serviceaccounts/token are served once the kubelet
+// and the token controller exist; until then discovery does not list them.
+const SERVICE_ACCOUNT_SUBRESOURCES: &[Subresource] = &[];
 
 /// Shorthand for the core/v1 entries of the table below (positional so that the table
 /// stays one line per resource where it fits).

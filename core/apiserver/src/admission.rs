@@ -78,7 +78,11 @@ impl AdmissionChain {
         self.plugins.iter().map(|p| p.name().to_string()).collect()
     }
 
-    pub async fn mutate(&self, attrs: &Attributes<'_>, mut object: Option<&mut Value>) -> ApiResult<()> {
+    pub async fn mutate(
+        &self,
+        attrs: &Attributes<'_>,
+        mut object: Option<&mut Value>,
+    ) -> ApiResult<()> {
         for p in &self.plugins {
             p.mutate(attrs, object.as_deref_mut()).await?;
         }
@@ -139,7 +143,9 @@ impl AdmissionPlugin for NamespaceLifecycle {
                 attrs.info.group,
                 attrs.info.plural,
                 attrs.name,
-                &format!("unable to create new content in namespace {ns} because it is being terminated"),
+                &format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
             ));
         }
         Ok(())

@@ -79,11 +79,15 @@ impl Allocator {
     }
 
     /// Claims `ip` (a requested address) or a free one. `owner` is "ns/name".
-    pub async fn allocate_ip(&self, requested: Option<&str>, owner: &str) -> Result<Ipv4Addr, AllocError> {
+    pub async fn allocate_ip(
+        &self,
+        requested: Option<&str>,
+        owner: &str,
+    ) -> Result<Ipv4Addr, AllocError> {
         if let Some(req) = requested {
-            let ip: Ipv4Addr = req
-                .parse()
-                .map_err(|_| AllocError::OutOfRange(format!("{req} is not a valid IPv4 address")))?;
+            let ip: Ipv4Addr = req.parse().map_err(|_| {
+                AllocError::OutOfRange(format!("{req} is not a valid IPv4 address"))
+            })?;
             let (lo, hi) = self.ip_range();
             let n = u32::from(ip);
             if n < lo || n > hi {
@@ -129,7 +133,11 @@ impl Allocator {
         Err(AllocError::Exhausted)
     }
 
-    pub async fn allocate_port(&self, requested: Option<u16>, owner: &str) -> Result<u16, AllocError> {
+    pub async fn allocate_port(
+        &self,
+        requested: Option<u16>,
+        owner: &str,
+    ) -> Result<u16, AllocError> {
         let (lo, hi) = self.ports;
         if let Some(p) = requested {
             if p < lo || p > hi {

@@ -60,12 +60,15 @@ pub fn api_groups() -> Value {
 }
 
 pub fn api_group(name: &str) -> Option<Value> {
-    registry::groups().iter().find(|(g, _)| *g == name).map(|(g, vs)| {
-        let mut e = group_entry(g, vs);
-        e["kind"] = json!("APIGroup");
-        e["apiVersion"] = json!("v1");
-        e
-    })
+    registry::groups()
+        .iter()
+        .find(|(g, _)| *g == name)
+        .map(|(g, vs)| {
+            let mut e = group_entry(g, vs);
+            e["kind"] = json!("APIGroup");
+            e["apiVersion"] = json!("v1");
+            e
+        })
 }
 
 fn storage_version_hash(info: &ResourceInfo) -> String {

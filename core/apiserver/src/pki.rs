@@ -145,8 +145,7 @@ impl Pki {
     /// Issues a client certificate for `user` in `groups`, signed by the cluster CA.
     /// Returns (certificate PEM, key PEM).
     pub fn issue_client_cert(&self, user: &str, groups: &[&str]) -> Result<(String, String)> {
-        let ca_key =
-            KeyPair::from_pem(&self.ca_key_pem).map_err(|e| pki_err("parse CA key", e))?;
+        let ca_key = KeyPair::from_pem(&self.ca_key_pem).map_err(|e| pki_err("parse CA key", e))?;
         let issuer = Issuer::from_ca_cert_pem(&self.ca_cert_pem, ca_key)
             .map_err(|e| pki_err("parse CA certificate", e))?;
         issue_client(&issuer, user, groups)
@@ -165,13 +164,7 @@ impl Pki {
 }
 
 /// Renders a kubeconfig with embedded certificate data.
-pub fn kubeconfig(
-    server: &str,
-    ca_pem: &str,
-    user: &str,
-    cert_pem: &str,
-    key_pem: &str,
-) -> String {
+pub fn kubeconfig(server: &str, ca_pem: &str, user: &str, cert_pem: &str, key_pem: &str) -> String {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: keelson\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: keelson\n  context:\n    cluster: keelson\n    user: {user}\n    namespace: default\ncurrent-context: keelson\npreferences: {{}}\n",
@@ -183,11 +176,11 @@ pub fn kubeconfig(
 
 /// Writes a kubeconfig with mode 0600 (it holds a private key).
 pub fn write_kubeconfig(path: &Path, contents: &str) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| pki_err(&format!("create {}", parent.display()), e))?;
-        }
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| pki_err(&format!("create {}", parent.display()), e))?;
     }
     write_private(path, contents, 0o600)
 }
@@ -206,10 +199,9 @@ fn san(name: &str) -> Result<SanType> {
     if let Ok(ip) = name.parse::<IpAddr>() {
         return Ok(SanType::IpAddress(ip));
     }
-    Ok(SanType::DnsName(
-        name.try_into()
-            .map_err(|e| pki_err(&format!("invalid SAN {name:?}"), e))?,
-    ))
+    Ok(SanType::DnsName(name.try_into().map_err(|e| {
+        pki_err(&format!("invalid SAN {name:?}"), e)
+    })?))
 }
 
 fn issue_serving(issuer: &Issuer<'_, KeyPair>, sans: &[String]) -> Result<(String, String)> {
@@ -243,9 +235,7 @@ fn issue_client(
         CertificateParams::new(Vec::<String>::new()).map_err(|e| pki_err("client params", e))?;
     params.distinguished_name.push(DnType::CommonName, user);
     for g in groups {
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, *g);
+        params.distinguished_name.push(DnType::OrganizationName, *g);
     }
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
@@ -350,12 +340,12 @@ pub fn host_addresses() -> Vec<IpAddr> {
         let t = line.trim();
         if let Some(rest) = t.strip_prefix("|-- ") {
             last = rest.parse().ok();
-        } else if t.contains("/32 host LOCAL") {
-            if let Some(ip) = last {
-                if !ip.is_loopback() && !out.contains(&ip) {
-                    out.push(ip);
-                }
-            }
+        } else if t.contains("/32 host LOCAL")
+            && let Some(ip) = last
+            && !ip.is_loopback()
+            && !out.contains(&ip)
+        {
+            out.push(ip);
         }
     }
     out

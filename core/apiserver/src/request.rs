@@ -241,7 +241,10 @@ mod tests {
         assert!(p.watch_prefix);
         assert_eq!(p.group, "coordination.k8s.io");
         assert_eq!(p.resource, "leases");
-        assert_eq!(route("/apis/coordination.k8s.io"), Route::ApiGroup("coordination.k8s.io".into()));
+        assert_eq!(
+            route("/apis/coordination.k8s.io"),
+            Route::ApiGroup("coordination.k8s.io".into())
+        );
         assert_eq!(route("/api"), Route::ApiVersions);
         assert_eq!(route("/"), Route::NotFound);
     }
@@ -261,7 +264,9 @@ mod tests {
         assert_eq!(negotiate(None), Some(Output::Object));
         assert_eq!(negotiate(Some("application/vnd.kubernetes.protobuf")), None);
         assert_eq!(
-            negotiate(Some("application/vnd.kubernetes.protobuf, application/json")),
+            negotiate(Some(
+                "application/vnd.kubernetes.protobuf, application/json"
+            )),
             Some(Output::Object)
         );
     }

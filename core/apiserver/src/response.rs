@@ -63,10 +63,10 @@ pub fn text(code: u16, body: impl Into<Bytes>) -> Response<Body> {
 
 pub fn error(e: &ApiError) -> Response<Body> {
     let mut resp = json(e.code, &e.to_status());
-    if let Some(secs) = e.retry_after {
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+    if let Some(secs) = e.retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
     resp
 }

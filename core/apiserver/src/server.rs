@@ -33,7 +33,10 @@ pub enum StoreConfig {
     /// The embedded store: one SQLite file.
     Sqlite { path: PathBuf },
     /// An etcd cluster.
-    Etcd { servers: Vec<String>, prefix: String },
+    Etcd {
+        servers: Vec<String>,
+        prefix: String,
+    },
 }
 
 /// Everything `keelson apiserver` needs to start.
@@ -146,10 +149,12 @@ pub async fn start(cfg: Config) -> Result<RunningServer> {
 
     let store = open_store(&cfg).await?;
     let addr = SocketAddr::new(cfg.bind_address, cfg.secure_port);
-    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind {
-        addr: addr.to_string(),
-        source,
-    })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
     let addr = listener.local_addr()?;
     let advertise = default_advertise(&cfg);
 
@@ -164,7 +169,8 @@ pub async fn start(cfg: Config) -> Result<RunningServer> {
     bootstrap(&store, &alloc, advertise, addr.port()).await?;
     let (cache, cache_task) = crate::watchcache::WatchCache::start(store.clone()).await?;
     // Old revisions are dropped on a schedule, keeping a window for watches that resume.
-    let compactor = keelson_store::Compactor::spawn(store.clone(), keelson_store::CompactorConfig::default());
+    let compactor =
+        keelson_store::Compactor::spawn(store.clone(), keelson_store::CompactorConfig::default());
 
     let mut admission = AdmissionChain::default();
     admission.push(Arc::new(NamespaceLifecycle {
@@ -220,11 +226,13 @@ fn tls_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>> {
             .add(c)
             .map_err(|e| Error::Tls(format!("CA certificate: {e}")))?;
     }
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| Error::Tls(format!("client verifier: {e}")))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| Error::Tls(format!("client verifier: {e}")))?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut pki.serving_cert_pem.as_bytes())
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::Tls(format!("serving certificate: {e}")))?;
@@ -266,14 +274,15 @@ async fn serve(
         let server = server.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
+            let stream =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
             let user = stream
                 .get_ref()
                 .1
@@ -298,7 +307,11 @@ async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
 }
 
-async fn handle(server: Arc<ApiServer>, req: Request<Incoming>, user: Option<UserInfo>) -> Response<Body> {
+async fn handle(
+    server: Arc<ApiServer>,
+    req: Request<Incoming>,
+    user: Option<UserInfo>,
+) -> Response<Body> {
     let route = crate::request::route(req.uri().path());
     let accept = req
         .headers()
@@ -333,15 +346,33 @@ async fn handle(server: Arc<ApiServer>, req: Request<Incoming>, user: Option<Use
             Some(v) => response::json(200, &v),
             None => response::error(&ApiError::no_route()),
         },
-        Route::ResourceList { group, version } => match discovery::resource_list(&group, &version) {
-            Some(v) => response::json(200, &v),
-            None => response::error(&ApiError::no_route()),
-        },
+        Route::ResourceList { group, version } => {
+            match discovery::resource_list(&group, &version) {
+                Some(v) => response::json(200, &v),
+                None => response::error(&ApiError::no_route()),
+            }
+        }
         Route::OpenApiV2 => {
+            // Kubernetes answers the `...spec.v2@v1.0+protobuf` Accept with this spelling: Go's
+            // mime parser (client-go reads the response Content-Type) rejects the `@`.
+            const GNOSTIC: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
             let json_ok = accept
                 .as_deref()
                 .is_none_or(|a| a.contains("application/json") || a.contains("*/*"));
-            if json_ok {
+            // kubectl 1.27/1.28 ask for the gnostic protobuf only and cannot read JSON here; a
+            // generic protobuf Accept gets it too unless JSON is also acceptable.
+            let gnostic = accept.as_deref().is_some_and(|a| {
+                a.contains("proto-openapi.spec.v2") || (!json_ok && a.contains("protobuf"))
+            });
+            if gnostic {
+                let mut resp =
+                    response::json_bytes(200, keelson_api::gnostic::v2_document_protobuf());
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    http::HeaderValue::from_static(GNOSTIC),
+                );
+                resp
+            } else if json_ok {
                 response::json_bytes(200, keelson_api::openapi::v2_document_json())
             } else {
                 response::error(&ApiError::not_acceptable("application/json"))
@@ -357,7 +388,9 @@ async fn handle(server: Arc<ApiServer>, req: Request<Incoming>, user: Option<Use
             let Some(info) = ApiServer::resource_info(&p.group, &p.version, &p.resource) else {
                 return response::error(&ApiError::no_route());
             };
-            if info.namespaced != p.namespace.is_some() && !(info.namespaced && p.name.is_none() && method == Method::GET) {
+            if info.namespaced != p.namespace.is_some()
+                && !(info.namespaced && p.name.is_none() && method == Method::GET)
+            {
                 // Namespaced kinds may be listed across namespaces; everything else must match
                 // its scope.
                 return response::error(&ApiError::no_route());
@@ -412,7 +445,8 @@ async fn handle(server: Arc<ApiServer>, req: Request<Incoming>, user: Option<Use
 async fn read_limited(body: &mut Incoming) -> Result<Bytes, ApiError> {
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?;
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?;
         if let Ok(data) = frame.into_data() {
             buf.extend_from_slice(&data);
             if buf.len() > MAX_BODY {
@@ -429,7 +463,8 @@ async fn read_limited(body: &mut Incoming) -> Result<Bytes, ApiError> {
 async fn drain(body: &mut Incoming) {
     let mut seen = 0usize;
     let bound = 4 * MAX_BODY;
-    while let Ok(Some(Ok(frame))) = tokio::time::timeout(Duration::from_secs(5), body.frame()).await {
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout(Duration::from_secs(5), body.frame()).await
+    {
         if let Ok(data) = frame.into_data() {
             seen += data.len();
             if seen > bound {
@@ -524,7 +559,9 @@ async fn bootstrap(
             let mut cur: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
             if cur.get("subsets") != ep.get("subsets") {
                 cur["subsets"] = ep["subsets"].clone();
-                let bytes = Bytes::from(serde_json::to_vec(&cur).map_err(|e| Error::Config(e.to_string()))?);
+                let bytes = Bytes::from(
+                    serde_json::to_vec(&cur).map_err(|e| Error::Config(e.to_string()))?,
+                );
                 // Another API server may have just written it; either value is fine.
                 let _ = store.update(key, bytes, kv.mod_revision).await;
             }
@@ -536,11 +573,18 @@ async fn bootstrap(
         .await?
         .items
         .iter()
-        .filter_map(|kv| kv.key.strip_prefix("/registry/services/").map(str::to_string))
+        .filter_map(|kv| {
+            kv.key
+                .strip_prefix("/registry/services/")
+                .map(str::to_string)
+        })
         .collect();
     let released = alloc.repair(&owners).await?;
     if released > 0 {
-        tracing::info!(released, "released allocations of services that do not exist");
+        tracing::info!(
+            released,
+            "released allocations of services that do not exist"
+        );
     }
     Ok(())
 }

@@ -12,7 +12,8 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<Value>,
+    /// Boxed: `Value` with preserved key order is large, and errors travel in every `Result`.
+    pub details: Option<Box<Value>>,
     /// Extra response headers (e.g. `Retry-After`).
     pub retry_after: Option<u64>,
 }
@@ -59,7 +60,7 @@ impl ApiError {
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
@@ -116,8 +117,12 @@ impl ApiError {
 
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
         let res = qualified_resource(group, plural);
-        Self::new(409, "AlreadyExists", format!("{res} \"{name}\" already exists"))
-            .with_details(details(group, plural, name))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{res} \"{name}\" already exists"),
+        )
+        .with_details(details(group, plural, name))
     }
 
     pub fn conflict(group: &str, plural: &str, name: &str, why: &str) -> Self {
@@ -144,14 +149,20 @@ impl ApiError {
     }
 
     pub fn too_large() -> Self {
-        Self::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        )
     }
 
     pub fn unsupported_media_type(ct: &str) -> Self {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {ct:?}"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {ct:?}"
+            ),
         )
     }
 
@@ -175,7 +186,12 @@ impl ApiError {
         };
         let mut d = details(group, kind, name);
         d["causes"] = Value::Array(causes);
-        Self::new(422, "Invalid", format!("{gk} \"{name}\" is invalid: {summary}")).with_details(d)
+        Self::new(
+            422,
+            "Invalid",
+            format!("{gk} \"{name}\" is invalid: {summary}"),
+        )
+        .with_details(d)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
@@ -202,7 +218,7 @@ impl ApiError {
             "code": self.code,
         });
         if let Some(d) = &self.details {
-            s["details"] = d.clone();
+            s["details"] = (**d).clone();
         }
         s
     }

@@ -192,7 +192,9 @@ impl WatchCache {
     fn build(items: &[KeyValue], revision: Revision) -> HashMap<String, ResourceCache> {
         let mut resources: HashMap<String, ResourceCache> = HashMap::new();
         for kv in items {
-            let Some(res) = resource_of(&kv.key) else { continue };
+            let Some(res) = resource_of(&kv.key) else {
+                continue;
+            };
             let Some(obj) = CachedObject::from_kv(kv) else {
                 tracing::warn!(key = %kv.key, "skipping undecodable object in store");
                 continue;
@@ -330,7 +332,11 @@ impl WatchCache {
 
     /// The objects of `resource` (optionally in one namespace) in key order, and the revision
     /// they reflect.
-    pub fn list(&self, resource: &str, namespace: Option<&str>) -> (Vec<Arc<CachedObject>>, Revision) {
+    pub fn list(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+    ) -> (Vec<Arc<CachedObject>>, Revision) {
         let inner = match self.inner.read() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -419,7 +425,13 @@ mod tests {
             split_key("/registry/pods/default/nginx"),
             ("default".into(), "nginx".into())
         );
-        assert_eq!(split_key("/registry/nodes/n1"), (String::new(), "n1".into()));
-        assert_eq!(resource_of("/registry/leases.coordination.k8s.io/a/b"), Some("leases.coordination.k8s.io"));
+        assert_eq!(
+            split_key("/registry/nodes/n1"),
+            (String::new(), "n1".into())
+        );
+        assert_eq!(
+            resource_of("/registry/leases.coordination.k8s.io/a/b"),
+            Some("leases.coordination.k8s.io")
+        );
     }
 }

@@ -42,7 +42,9 @@ async fn connect(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> anyhow::Re
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?.to_owned();
-    let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await?;
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await?;
     let (send, conn) = http2::Builder::new(TokioExecutor::new())
         .handshake(TokioIo::new(stream))
         .await?;
@@ -54,7 +56,12 @@ async fn connect(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> anyhow::Re
 }
 
 impl Conn {
-    async fn request(&mut self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<(u16, Bytes)> {
+    async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<(u16, Bytes)> {
         let req = Request::builder()
             .method(method)
             .uri(format!("https://{}{path}", self.authority))
@@ -74,8 +81,10 @@ fn client_tls(pki: &keelson_apiserver::pki::Pki) -> anyhow::Result<Arc<rustls::C
     for c in rustls_pemfile::certs(&mut pki.ca_cert_pem.as_bytes()) {
         roots.add(c?)?;
     }
-    let certs: Vec<_> = rustls_pemfile::certs(&mut pki.admin_cert_pem.as_bytes()).collect::<Result<_, _>>()?;
-    let key = rustls_pemfile::private_key(&mut pki.admin_key_pem.as_bytes())?.context("admin key")?;
+    let certs: Vec<_> =
+        rustls_pemfile::certs(&mut pki.admin_cert_pem.as_bytes()).collect::<Result<_, _>>()?;
+    let key =
+        rustls_pemfile::private_key(&mut pki.admin_key_pem.as_bytes())?.context("admin key")?;
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
@@ -117,7 +126,12 @@ struct CreateResult {
 }
 
 /// `total` creates spread over `clients` concurrent clients, each on its own connection.
-async fn create_load(conns: &[Conn], total: usize, path: &str, prefix: &str) -> anyhow::Result<CreateResult> {
+async fn create_load(
+    conns: &[Conn],
+    total: usize,
+    path: &str,
+    prefix: &str,
+) -> anyhow::Result<CreateResult> {
     let clients = conns.len();
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -133,7 +147,10 @@ async fn create_load(conns: &[Conn], total: usize, path: &str, prefix: &str) -> 
                 let t = Instant::now();
                 let (status, resp) = conn.request(Method::POST, &path, Some(body)).await?;
                 if status != 201 {
-                    bail!("create returned {status}: {}", String::from_utf8_lossy(&resp));
+                    bail!(
+                        "create returned {status}: {}",
+                        String::from_utf8_lossy(&resp)
+                    );
                 }
                 lat.push(t.elapsed());
             }
@@ -167,7 +184,9 @@ impl Drop for PrivateEtcd {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn start_etcd() -> anyhow::Result<PrivateEtcd> {
@@ -182,8 +201,18 @@ fn start_etcd() -> anyhow::Result<PrivateEtcd> {
     let child = Command::new(bin)
         .args(["--name", "bench", "--data-dir"])
         .arg(dir.path().join("data"))
-        .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
-        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        .args([
+            "--listen-client-urls",
+            &endpoint,
+            "--advertise-client-urls",
+            &endpoint,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+        ])
         .args(["--initial-cluster", &format!("bench={peer}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -218,7 +247,11 @@ async fn raw_etcd(endpoint: &str, clients: usize, total: usize) -> anyhow::Resul
                 let t = Instant::now();
                 // Creates in the API server are compare-and-put transactions; do the same.
                 let txn = etcd_client::Txn::new()
-                    .when([etcd_client::Compare::create_revision(key.clone(), etcd_client::CompareOp::Equal, 0)])
+                    .when([etcd_client::Compare::create_revision(
+                        key.clone(),
+                        etcd_client::CompareOp::Equal,
+                        0,
+                    )])
                     .and_then([etcd_client::TxnOp::put(key, value.clone(), None)]);
                 client.txn(txn).await?;
                 lat.push(t.elapsed());
@@ -248,7 +281,11 @@ struct BackendResult {
     watch_max: Duration,
 }
 
-async fn run_backend(name: &str, store: keelson_apiserver::StoreConfig, args: &BenchApiArgs) -> anyhow::Result<BackendResult> {
+async fn run_backend(
+    name: &str,
+    store: keelson_apiserver::StoreConfig,
+    args: &BenchApiArgs,
+) -> anyhow::Result<BackendResult> {
     let dir = tempfile::tempdir()?;
     let mut cfg = keelson_apiserver::Config::new(dir.path().to_path_buf());
     cfg.bind_address = "127.0.0.1".parse()?;
@@ -256,7 +293,9 @@ async fn run_backend(name: &str, store: keelson_apiserver::StoreConfig, args: &B
     if let keelson_apiserver::StoreConfig::Etcd { .. } = &store {
         cfg.store = store;
     } else {
-        cfg.store = keelson_apiserver::StoreConfig::Sqlite { path: dir.path().join("state.db") };
+        cfg.store = keelson_apiserver::StoreConfig::Sqlite {
+            path: dir.path().join("state.db"),
+        };
     }
     let server = keelson_apiserver::start(cfg).await?;
     let tls = client_tls(&server.pki)?;
@@ -297,7 +336,11 @@ async fn run_backend(name: &str, store: keelson_apiserver::StoreConfig, args: &B
     })
 }
 
-async fn watch_fanout(addr: SocketAddr, tls: Arc<rustls::ClientConfig>, watchers: usize) -> anyhow::Result<(Duration, Duration)> {
+async fn watch_fanout(
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    watchers: usize,
+) -> anyhow::Result<(Duration, Duration)> {
     let per_conn = 50;
     let nconns = watchers.div_ceil(per_conn);
     let mut conns = Vec::new();
@@ -305,7 +348,9 @@ async fn watch_fanout(addr: SocketAddr, tls: Arc<rustls::ClientConfig>, watchers
         conns.push(connect(addr, tls.clone()).await?);
     }
     let (mut c0, _) = (conns[0].clone(), ());
-    let (_, body) = c0.request(Method::GET, "/api/v1/namespaces/default/configmaps", None).await?;
+    let (_, body) = c0
+        .request(Method::GET, "/api/v1/namespaces/default/configmaps", None)
+        .await?;
     let rv = serde_json::from_slice::<serde_json::Value>(&body)?["metadata"]["resourceVersion"]
         .as_str()
         .unwrap_or("0")
@@ -347,7 +392,11 @@ async fn watch_fanout(addr: SocketAddr, tls: Arc<rustls::ClientConfig>, watchers
     let t0 = Instant::now();
     let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "fanout"}});
     let (status, _) = c0
-        .request(Method::POST, "/api/v1/namespaces/default/configmaps", Some(serde_json::to_vec(&cm)?))
+        .request(
+            Method::POST,
+            "/api/v1/namespaces/default/configmaps",
+            Some(serde_json::to_vec(&cm)?),
+        )
         .await?;
     if status != 201 {
         bail!("create configmap returned {status}");
@@ -371,14 +420,26 @@ pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
         "keelson bench api: {} creates with {} clients, LIST of all pods, {} watchers",
         args.objects, args.clients, args.watchers
     );
-    let mut results = vec![run_backend("sqlite (embedded)", keelson_apiserver::StoreConfig::Sqlite { path: Default::default() }, &args).await?];
+    let mut results = vec![
+        run_backend(
+            "sqlite (embedded)",
+            keelson_apiserver::StoreConfig::Sqlite {
+                path: Default::default(),
+            },
+            &args,
+        )
+        .await?,
+    ];
     let mut raw = None;
     if !args.no_etcd {
         let etcd = start_etcd()?;
         results.push(
             run_backend(
                 "etcd",
-                keelson_apiserver::StoreConfig::Etcd { servers: vec![etcd.endpoint.clone()], prefix: String::new() },
+                keelson_apiserver::StoreConfig::Etcd {
+                    servers: vec![etcd.endpoint.clone()],
+                    prefix: String::new(),
+                },
                 &args,
             )
             .await?,
@@ -386,17 +447,30 @@ pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
         raw = Some(raw_etcd(&etcd.endpoint, args.clients, args.objects).await?);
     }
     println!();
-    println!("{:<18} {:>12} {:>10} {:>10} {:>14} {:>14} {:>14}", "backend", "creates/s", "p50 ms", "p99 ms", "LIST ms", "watch p50 ms", "watch max ms");
+    println!(
+        "{:<18} {:>12} {:>10} {:>10} {:>14} {:>14} {:>14}",
+        "backend", "creates/s", "p50 ms", "p99 ms", "LIST ms", "watch p50 ms", "watch max ms"
+    );
     for r in &results {
         println!(
             "{:<18} {:>12.0} {:>10.2} {:>10.2} {:>9.1} ({:>5}) {:>14.2} {:>14.2}",
-            r.name, r.create.per_sec, ms(r.create.p50), ms(r.create.p99), ms(r.list), r.list_items, ms(r.watch_p50), ms(r.watch_max)
+            r.name,
+            r.create.per_sec,
+            ms(r.create.p50),
+            ms(r.create.p99),
+            ms(r.list),
+            r.list_items,
+            ms(r.watch_p50),
+            ms(r.watch_max)
         );
     }
     if let Some(raw) = &raw {
         println!(
             "{:<18} {:>12.0} {:>10.2} {:>10.2}",
-            "raw etcd txn-put", raw.per_sec, ms(raw.p50), ms(raw.p99)
+            "raw etcd txn-put",
+            raw.per_sec,
+            ms(raw.p50),
+            ms(raw.p99)
         );
         if let Some(e) = results.iter().find(|r| r.name == "etcd") {
             println!();
@@ -409,7 +483,10 @@ pub async fn run(args: BenchApiArgs) -> anyhow::Result<()> {
     let s = &results[0];
     println!(
         "embedded store: {:.0} creates/s (target >= 3000), p99 {:.1} ms (target <= 50), LIST {} pods {:.0} ms (target <= 200)",
-        s.create.per_sec, ms(s.create.p99), s.list_items, ms(s.list)
+        s.create.per_sec,
+        ms(s.create.p99),
+        s.list_items,
+        ms(s.list)
     );
     Ok(())
 }

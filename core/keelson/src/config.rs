@@ -84,8 +84,14 @@ fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
     let (a, b) = s
         .split_once('-')
         .with_context(|| format!("serviceNodePortRange {s:?}: expected FROM-TO"))?;
-    let a: u16 = a.trim().parse().with_context(|| format!("serviceNodePortRange {s:?}"))?;
-    let b: u16 = b.trim().parse().with_context(|| format!("serviceNodePortRange {s:?}"))?;
+    let a: u16 = a
+        .trim()
+        .parse()
+        .with_context(|| format!("serviceNodePortRange {s:?}"))?;
+    let b: u16 = b
+        .trim()
+        .parse()
+        .with_context(|| format!("serviceNodePortRange {s:?}"))?;
     if a == 0 || a > b {
         bail!("serviceNodePortRange {s:?}: FROM must be between 1 and TO");
     }
@@ -112,7 +118,10 @@ impl ApiserverArgs {
         cfg.tls_sans = file.tls_san;
         cfg.tls_sans.extend(self.tls_san);
         cfg.write_kubeconfig = self.write_kubeconfig.or(file.write_kubeconfig);
-        if let Some(r) = self.service_cluster_ip_range.or(file.service_cluster_ip_range) {
+        if let Some(r) = self
+            .service_cluster_ip_range
+            .or(file.service_cluster_ip_range)
+        {
             cfg.service_cluster_ip_range = r
                 .parse()
                 .with_context(|| format!("serviceClusterIPRange {r:?} is not an IPv4 CIDR"))?;
@@ -120,7 +129,10 @@ impl ApiserverArgs {
                 bail!("serviceClusterIPRange {r:?} is too small: use a /30 or larger");
             }
         }
-        if let Some(r) = self.service_node_port_range.or(file.service_node_port_range) {
+        if let Some(r) = self
+            .service_node_port_range
+            .or(file.service_node_port_range)
+        {
             cfg.service_node_port_range = parse_port_range(&r)?;
         }
         cfg.advertise_address = self.advertise_address.or(file.advertise_address);

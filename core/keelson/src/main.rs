@@ -7,7 +7,11 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "keelson", version, about = "A Kubernetes-compatible orchestrator with sandboxed plugins")]
+#[command(
+    name = "keelson",
+    version,
+    about = "A Kubernetes-compatible orchestrator with sandboxed plugins"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

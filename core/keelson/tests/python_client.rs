@@ -19,11 +19,20 @@ fn python_kubernetes_client_suite() {
         .args(["-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"])
         .arg(root.join("tests/python"))
         .env("KEELSON_BIN", env!("CARGO_BIN_EXE_keelson"))
-        .env("PATH", format!("/usr/bin:/usr/local/bin:{}", std::env::var("PATH").unwrap_or_default()))
+        .env(
+            "PATH",
+            format!(
+                "/usr/bin:/usr/local/bin:{}",
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}\n{stderr}");
-    assert!(out.status.success(), "python suite failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "python suite failed:\n{stdout}\n{stderr}"
+    );
 }

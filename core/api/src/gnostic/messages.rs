@@ -1,7 +1,8 @@
 //! The messages of gnostic's `openapiv2/OpenAPIv2.proto` (proto package `openapi.v2`) that a
 //! Swagger 2.0 document needs, as prost structs. Field numbers are the wire contract with
 //! kubectl and must match the `.proto` file; names follow it except `_ref` (`reference`) and the
-//! `oneof oneof` groups (`kind`).
+//! `oneof oneof` groups (`kind`). Large oneof variants are boxed (prost encodes a `Box<M>` like
+//! `M`), which also breaks the recursion of `Schema` through `additionalProperties`.
 
 /// `openapi.v2.Document`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -219,7 +220,7 @@ pub mod parameters_item {
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Kind {
         #[prost(message, tag = "1")]
-        Parameter(super::Parameter),
+        Parameter(Box<super::Parameter>),
         #[prost(message, tag = "2")]
         JsonReference(super::JsonReference),
     }
@@ -619,7 +620,7 @@ pub mod response_value {
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Kind {
         #[prost(message, tag = "1")]
-        Response(super::Response),
+        Response(Box<super::Response>),
         #[prost(message, tag = "2")]
         JsonReference(super::JsonReference),
     }
@@ -652,9 +653,9 @@ pub mod schema_item {
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Kind {
         #[prost(message, tag = "1")]
-        Schema(super::Schema),
+        Schema(Box<super::Schema>),
         #[prost(message, tag = "2")]
-        FileSchema(super::FileSchema),
+        FileSchema(Box<super::FileSchema>),
     }
 }
 
@@ -816,7 +817,6 @@ pub mod additional_properties_item {
     /// The `oneof oneof` of `openapi.v2.AdditionalPropertiesItem`.
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Kind {
-        // Boxed: a schema holds its `additionalProperties`, which may hold a schema.
         #[prost(message, tag = "1")]
         Schema(Box<super::Schema>),
         #[prost(bool, tag = "2")]

@@ -51,7 +51,10 @@ impl Call {
         self.query.get("dryRun").is_some_and(|v| v == "All")
     }
     pub fn q(&self, k: &str) -> Option<&str> {
-        self.query.get(k).map(String::as_str).filter(|v| !v.is_empty())
+        self.query
+            .get(k)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 }
 
@@ -116,10 +119,11 @@ impl Filter {
     }
 
     pub fn matches(&self, obj: &CachedObject) -> bool {
-        if let Some(ns) = &self.namespace {
-            if self.info.namespaced && &obj.namespace != ns {
-                return false;
-            }
+        if let Some(ns) = &self.namespace
+            && self.info.namespaced
+            && &obj.namespace != ns
+        {
+            return false;
         }
         self.matches_value(&obj.value)
     }
@@ -176,7 +180,12 @@ impl ApiServer {
     }
 
     /// Writes `value` in the representation the client asked for (object, table, metadata).
-    pub(crate) fn render_one(&self, call: &Call, code: u16, value: &Value) -> ApiResult<Response<Body>> {
+    pub(crate) fn render_one(
+        &self,
+        call: &Call,
+        code: u16,
+        value: &Value,
+    ) -> ApiResult<Response<Body>> {
         match crate::request::negotiate(call.accept.as_deref()) {
             Some(Output::Object) => {
                 if crate::request::wants_yaml(call.accept.as_deref()) {
@@ -244,7 +253,11 @@ impl ApiServer {
         t
     }
 
-    pub(crate) fn resource_info(group: &str, version: &str, resource: &str) -> Option<&'static ResourceInfo> {
+    pub(crate) fn resource_info(
+        group: &str,
+        version: &str,
+        resource: &str,
+    ) -> Option<&'static ResourceInfo> {
         registry::lookup(group, version, resource)
     }
 }

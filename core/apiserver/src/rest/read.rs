@@ -19,7 +19,9 @@ use crate::ApiServer;
 use crate::request::Output;
 use crate::response::{self, Body};
 use crate::status::{ApiError, ApiResult};
-use crate::watchcache::{CacheEvent, CachedObject, WatchEventType, WatchStart, set_resource_version};
+use crate::watchcache::{
+    CacheEvent, CachedObject, WatchEventType, WatchStart, set_resource_version,
+};
 
 /// How long a LIST or WATCH waits for the cache to reach a requested resourceVersion.
 const CACHE_WAIT: Duration = Duration::from_secs(3);
@@ -42,7 +44,11 @@ fn encode_continue(rv: i64, last_key: &str) -> String {
 }
 
 fn decode_continue(s: &str) -> ApiResult<ContinueToken> {
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s.trim_end_matches('='))
         .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(s))
@@ -148,8 +154,8 @@ impl ApiServer {
                 }
                 // Items are spliced in as the bytes the cache already holds: a list of ten
                 // thousand pods is then a memcpy, not ten thousand re-encodings.
-                let mut head_bytes = serde_json::to_vec(&head)
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                let mut head_bytes =
+                    serde_json::to_vec(&head).map_err(|e| ApiError::internal(e.to_string()))?;
                 head_bytes.pop(); // the closing brace
                 let total: usize = items.iter().map(|o| o.raw.len() + 1).sum();
                 let mut buf = BytesMut::with_capacity(head_bytes.len() + total + 16);
@@ -212,7 +218,9 @@ impl ApiServer {
             at = page.revision;
             let n = page.items.len();
             for (i, kv) in page.items.iter().enumerate() {
-                let Some(obj) = CachedObject::from_kv(kv) else { continue };
+                let Some(obj) = CachedObject::from_kv(kv) else {
+                    continue;
+                };
                 if filter.matches(&obj) {
                     out.push(Arc::new(obj));
                     if limit > 0 && out.len() == limit {

@@ -10,13 +10,19 @@ use crate::response::{self, Body};
 use crate::status::{ApiError, ApiResult, success_status};
 
 impl ApiServer {
-    pub(crate) async fn subresource(&self, call: &mut Call, sub: &str) -> ApiResult<Response<Body>> {
+    pub(crate) async fn subresource(
+        &self,
+        call: &mut Call,
+        sub: &str,
+    ) -> ApiResult<Response<Body>> {
         match (sub, call.method.clone()) {
             ("status", Method::GET) => self.get(call).await,
             ("status", Method::PUT) => {
                 let body = parse_body(call)?;
                 let obj = self.decode_status_body(call, body)?;
-                let (out, _) = self.update_with(call, Some("status"), |_| Ok(obj.clone())).await?;
+                let (out, _) = self
+                    .update_with(call, Some("status"), |_| Ok(obj.clone()))
+                    .await?;
                 self.render_one(call, 200, &out)
             }
             ("status", Method::PATCH) => {
@@ -39,7 +45,10 @@ impl ApiServer {
                     .and_then(|b| b.get("deleteOptions").cloned())
                     .unwrap_or(Value::Null);
                 self.delete_object(call, &name, &opts).await?;
-                Ok(response::json(201, &success_status("", "pods", &name, None)))
+                Ok(response::json(
+                    201,
+                    &success_status("", "pods", &name, None),
+                ))
             }
             ("finalize", Method::PUT) => {
                 let body = parse_body(call)?;
@@ -106,8 +115,10 @@ impl ApiServer {
                             keelson_api::patch::strategic_merge_patch(scale_gk, &scale, &body)
                                 .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?
                         }
-                        "application/json-patch+json" => keelson_api::patch::json_patch(&scale, &body)
-                            .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?,
+                        "application/json-patch+json" => {
+                            keelson_api::patch::json_patch(&scale, &body)
+                                .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?
+                        }
                         other => return Err(ApiError::unsupported_media_type(other)),
                     }
                 } else {
@@ -121,17 +132,24 @@ impl ApiServer {
                     return Err(ApiError::invalid(
                         "autoscaling",
                         "Scale",
-                        cur.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(""),
+                        cur.pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or(""),
                         &[keelson_api::validation::FieldError {
                             reason: "FieldValueInvalid",
                             field: "spec.replicas".into(),
-                            message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+                            message: format!(
+                                "Invalid value: {replicas}: must be greater than or equal to 0"
+                            ),
                         }],
                     ));
                 }
                 let mut rc = cur.clone();
                 // A resourceVersion on the Scale is a precondition on the controller.
-                match wanted.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+                match wanted
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                {
                     Some(rv) if !rv.is_empty() && !is_patch => {
                         rc["metadata"]["resourceVersion"] = json!(rv);
                     }
@@ -155,11 +173,16 @@ impl ApiServer {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {
-                ApiError::invalid("", "Binding", "", &[keelson_api::validation::FieldError {
-                    reason: "FieldValueRequired",
-                    field: "target.name".into(),
-                    message: "Required value".into(),
-                }])
+                ApiError::invalid(
+                    "",
+                    "Binding",
+                    "",
+                    &[keelson_api::validation::FieldError {
+                        reason: "FieldValueRequired",
+                        field: "target.name".into(),
+                        message: "Required value".into(),
+                    }],
+                )
             })?
             .to_string();
         let pod_name = match call.name() {
@@ -181,9 +204,17 @@ impl ApiServer {
         let result = self
             .update_with(call, Some("binding"), |cur| {
                 if cur.pointer("/metadata/deletionTimestamp").is_some() {
-                    return Err(ApiError::conflict("", "pods", &pod_name, "pod is being deleted, cannot be assigned to a host"));
+                    return Err(ApiError::conflict(
+                        "",
+                        "pods",
+                        &pod_name,
+                        "pod is being deleted, cannot be assigned to a host",
+                    ));
                 }
-                let assigned = cur.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+                let assigned = cur
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 if !assigned.is_empty() {
                     return Err(ApiError::conflict(
                         "",
@@ -209,9 +240,12 @@ impl ApiServer {
         call.path.name = saved_name;
         call.path.subresource = saved_sub;
         result?;
-        Ok(response::json(201, &json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201
-        })))
+        Ok(response::json(
+            201,
+            &json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201
+            }),
+        ))
     }
 }
 
@@ -219,7 +253,13 @@ impl ApiServer {
 pub fn to_scale(rc: &Value) -> Value {
     let m = rc.get("metadata").cloned().unwrap_or_else(|| json!({}));
     let mut meta = json!({});
-    for k in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+    for k in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
         if let Some(v) = m.get(k) {
             meta[k] = v.clone();
         }

@@ -66,6 +66,9 @@ pub fn parse_body(call: &Call) -> ApiResult<Value> {
             })?;
             Ok(v)
         }
+        // kubectl 1.32+ sends typed objects as Kubernetes protobuf.
+        keelson_api::protobuf::CONTENT_TYPE => keelson_api::protobuf::decode(&call.body)
+            .map_err(|e| ApiError::bad_request(e.to_string())),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }
@@ -154,7 +157,9 @@ impl ApiServer {
         let info = call.info;
         let mut body = body;
         if !body.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         let want_av = info.api_version();
         match body.get("apiVersion").and_then(Value::as_str) {
@@ -176,8 +181,19 @@ impl ApiServer {
                 )));
             }
         }
-        let decoded = keelson_api::object::decode(info, &body).map_err(|e| decode_error(info, e))?;
+        let decoded =
+            keelson_api::object::decode(info, &body).map_err(|e| decode_error(info, e))?;
         let mode = call.q("fieldValidation").unwrap_or("Warn");
+        // Duplicates are only visible in the raw JSON text, not in the parsed value.
+        let duplicates = if call
+            .content_type
+            .as_deref()
+            .is_none_or(|c| c.contains("json"))
+        {
+            keelson_api::object::find_duplicate_fields(&call.body)
+        } else {
+            Vec::new()
+        };
         let mut problems: Vec<String> = decoded
             .unknown_fields
             .iter()
@@ -187,6 +203,7 @@ impl ApiServer {
             decoded
                 .duplicate_fields
                 .iter()
+                .chain(duplicates.iter())
                 .map(|f| format!("duplicate field \"{f}\"")),
         );
         match mode {
@@ -234,7 +251,12 @@ impl ApiServer {
         Ok(())
     }
 
-    fn validate_object(&self, info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+    fn validate_object(
+        &self,
+        info: &ResourceInfo,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> ApiResult<()> {
         let errs = keelson_api::validation::validate(info, obj, old);
         if errs.is_empty() {
             return Ok(());
@@ -254,11 +276,19 @@ impl ApiServer {
 
     /// The create path shared by POST and create-on-update: metadata, defaults, admission,
     /// validation, allocation, store.
-    pub(crate) async fn create_object(&self, call: &mut Call, mut obj: Value) -> ApiResult<(Value, i64)> {
+    pub(crate) async fn create_object(
+        &self,
+        call: &mut Call,
+        mut obj: Value,
+    ) -> ApiResult<(Value, i64)> {
         let info = call.info;
         let generated = {
             let m = meta_mut(&mut obj);
-            let name = m.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+            let name = m
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             let gen_base = m
                 .get("generateName")
                 .and_then(Value::as_str)
@@ -321,7 +351,8 @@ impl ApiServer {
             self.validate_object(info, &obj, None)?;
             self.admission.validate(&attrs, Some(&obj)).await?;
 
-            let allocated = if info.group.is_empty() && info.plural == "services" && !call.dry_run() {
+            let allocated = if info.group.is_empty() && info.plural == "services" && !call.dry_run()
+            {
                 self.allocate_service(&mut obj, None, ns.as_deref().unwrap_or(""), &name)
                     .await?
             } else {
@@ -374,8 +405,8 @@ impl ApiServer {
         for _ in 0..MAX_RETRIES {
             let Some(kv) = self.store.get(&key).await? else {
                 // Some kinds may be created by PUT, as in Kubernetes.
-                let allow_create = sub.is_none()
-                    && matches!(info.plural, "endpoints" | "events" | "leases");
+                let allow_create =
+                    sub.is_none() && matches!(info.plural, "endpoints" | "events" | "leases");
                 if !allow_create {
                     return Err(ApiError::not_found(info.group, info.plural, &name));
                 }
@@ -390,8 +421,9 @@ impl ApiServer {
                 let (obj, rev) = self.create_object(call, obj).await?;
                 return Ok((super::read::with_rv(obj, rev), true));
             };
-            let current = CachedObject::from_kv(&kv)
-                .ok_or_else(|| ApiError::internal(format!("stored object {key} is not valid JSON")))?;
+            let current = CachedObject::from_kv(&kv).ok_or_else(|| {
+                ApiError::internal(format!("stored object {key} is not valid JSON"))
+            })?;
             let old = current.value;
             let mut new = f(&old)?;
             self.check_namespace(call, &mut new)?;
@@ -403,10 +435,10 @@ impl ApiServer {
                 })?),
                 _ => None,
             };
-            if let Some(p) = precondition {
-                if p != kv.mod_revision {
-                    return Err(ApiError::modified(info.group, info.plural, &name));
-                }
+            if let Some(p) = precondition
+                && p != kv.mod_revision
+            {
+                return Err(ApiError::modified(info.group, info.plural, &name));
             }
             let new_name = meta_str(&new, "name").unwrap_or("");
             if new_name.is_empty() {
@@ -416,23 +448,31 @@ impl ApiServer {
                     "the name of the object ({new_name}) does not match the name on the URL ({name})"
                 )));
             }
-            if let (Some(u), Some(o)) = (meta_str(&new, "uid"), meta_str(&old, "uid")) {
-                if !u.is_empty() && u != o {
-                    return Err(ApiError::conflict(
-                        info.group,
-                        info.plural,
-                        &name,
-                        &format!("Precondition failed: UID in precondition: {u}, UID in object meta: {o}"),
-                    ));
-                }
+            if let (Some(u), Some(o)) = (meta_str(&new, "uid"), meta_str(&old, "uid"))
+                && !u.is_empty()
+                && u != o
+            {
+                return Err(ApiError::conflict(
+                    info.group,
+                    info.plural,
+                    &name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {u}, UID in object meta: {o}"
+                    ),
+                ));
             }
 
             let mut new = self.merge_update(info, sub, &old, new);
             keelson_api::object::apply_defaults(info, &mut new);
             if tracks_generation(info) && sub != Some("status") {
-                let generation = meta(&old, "generation").and_then(Value::as_i64).unwrap_or(1);
+                let generation = meta(&old, "generation")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1);
                 let changed = without_meta_status(&old) != without_meta_status(&new);
-                meta_mut(&mut new).insert("generation".into(), json!(if changed { generation + 1 } else { generation }));
+                meta_mut(&mut new).insert(
+                    "generation".into(),
+                    json!(if changed { generation + 1 } else { generation }),
+                );
             }
 
             let attrs = Attributes {
@@ -448,12 +488,20 @@ impl ApiServer {
             self.admission.mutate(&attrs, Some(&mut new)).await?;
             // A binding only sets the node, which pod update rules forbid; Kubernetes writes it
             // without them, so only the object itself is checked.
-            let validate_old = if sub == Some("binding") { None } else { Some(&old) };
+            let validate_old = if sub == Some("binding") {
+                None
+            } else {
+                Some(&old)
+            };
             self.validate_object(info, &new, validate_old)?;
             self.admission.validate(&attrs, Some(&new)).await?;
 
             let mut allocated = Vec::new();
-            if info.group.is_empty() && info.plural == "services" && sub.is_none() && !call.dry_run() {
+            if info.group.is_empty()
+                && info.plural == "services"
+                && sub.is_none()
+                && !call.dry_run()
+            {
                 allocated = self
                     .allocate_service(&mut new, Some(&old), ns.as_deref().unwrap_or(""), &name)
                     .await?;
@@ -536,7 +584,13 @@ impl ApiServer {
 
     /// Applies Kubernetes' update strategy: a write to the main resource keeps the stored
     /// status, a write to /status keeps everything but the status; system metadata is kept.
-    fn merge_update(&self, info: &ResourceInfo, sub: Option<&str>, old: &Value, new: Value) -> Value {
+    fn merge_update(
+        &self,
+        info: &ResourceInfo,
+        sub: Option<&str>,
+        old: &Value,
+        new: Value,
+    ) -> Value {
         let mut out = match sub {
             Some("status") => {
                 let mut o = old.clone();
@@ -607,10 +661,10 @@ impl ApiServer {
                 .is_none_or(str::is_empty);
             if empty {
                 for k in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
-                    if let Some(v) = old.pointer(&format!("/spec/{k}")) {
-                        if out.get("spec").is_some_and(Value::is_object) {
-                            out["spec"][k] = v.clone();
-                        }
+                    if let Some(v) = old.pointer(&format!("/spec/{k}"))
+                        && out.get("spec").is_some_and(Value::is_object)
+                    {
+                        out["spec"][k] = v.clone();
                     }
                 }
             }
@@ -623,7 +677,11 @@ impl ApiServer {
         self.render_one(call, if created { 201 } else { 200 }, &out)
     }
 
-    pub(crate) async fn patch_object(&self, call: &mut Call, sub: Option<&str>) -> ApiResult<(Value, bool)> {
+    pub(crate) async fn patch_object(
+        &self,
+        call: &mut Call,
+        sub: Option<&str>,
+    ) -> ApiResult<(Value, bool)> {
         let ct = call
             .content_type
             .as_deref()
@@ -660,12 +718,14 @@ impl ApiServer {
                         .map_err(|e| ApiError::new(422, "Invalid", e.to_string())),
                     other => Err(ApiError::unsupported_media_type(other)),
                 }?;
-                let decoded =
-                    keelson_api::object::decode(info, &patched).map_err(|e| decode_error(info, e))?;
+                let decoded = keelson_api::object::decode(info, &patched)
+                    .map_err(|e| decode_error(info, e))?;
                 unknown = decoded.unknown_fields.clone();
                 if validation == "Strict" && !unknown.is_empty() {
-                    let list: Vec<String> =
-                        unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+                    let list: Vec<String> = unknown
+                        .iter()
+                        .map(|f| format!("unknown field \"{f}\""))
+                        .collect();
                     return Err(ApiError::bad_request(format!(
                         "strict decoding error: {}",
                         list.join(", ")
@@ -675,10 +735,10 @@ impl ApiServer {
                 // The patch's own resourceVersion is a precondition; otherwise patch the
                 // current version.
                 let rv_in_patch = patch.pointer("/metadata/resourceVersion").is_some();
-                if !rv_in_patch {
-                    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-                        m.remove("resourceVersion");
-                    }
+                if !rv_in_patch
+                    && let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut)
+                {
+                    m.remove("resourceVersion");
                 }
                 Ok(v)
             })
@@ -694,15 +754,27 @@ impl ApiServer {
         let opts = delete_options(call)?;
         let name = call.name().unwrap_or_default().to_string();
         let (out, gone) = self.delete_object(call, &name, &opts).await?;
-        // Kubernetes answers 200 with the object whether it is gone or left for its grace
-        // period or finalizers; kubectl prints "deleted" either way.
-        let _ = gone;
+        // Kubernetes answers with the object while it waits for a grace period or finalizers,
+        // and for pods, services and namespaces always; other kinds answer a success Status.
+        let info = call.info;
+        let returns_object =
+            info.group.is_empty() && matches!(info.plural, "pods" | "services" | "namespaces");
+        if gone && !returns_object {
+            let uid = out.pointer("/metadata/uid").and_then(Value::as_str);
+            let status = crate::status::success_status(info.group, info.plural, &name, uid);
+            return Ok(crate::response::json(200, &status));
+        }
         self.render_one(call, 200, &out)
     }
 
     /// Deletes one object, honouring preconditions, grace periods and finalizers. Returns the
     /// object and whether it is gone from the store.
-    pub(crate) async fn delete_object(&self, call: &mut Call, name: &str, opts: &Value) -> ApiResult<(Value, bool)> {
+    pub(crate) async fn delete_object(
+        &self,
+        call: &mut Call,
+        name: &str,
+        opts: &Value,
+    ) -> ApiResult<(Value, bool)> {
         let info = call.info;
         let ns = call.namespace().map(str::to_string);
         let key = object_key(info, ns.as_deref(), name);
@@ -710,24 +782,37 @@ impl ApiServer {
             let Some(kv) = self.store.get(&key).await? else {
                 return Err(ApiError::not_found(info.group, info.plural, name));
             };
-            let current = CachedObject::from_kv(&kv)
-                .ok_or_else(|| ApiError::internal(format!("stored object {key} is not valid JSON")))?;
+            let current = CachedObject::from_kv(&kv).ok_or_else(|| {
+                ApiError::internal(format!("stored object {key} is not valid JSON"))
+            })?;
             let obj = current.value;
-            if let Some(uid) = opts.pointer("/preconditions/uid").and_then(Value::as_str) {
-                if meta_str(&obj, "uid") != Some(uid) {
-                    return Err(ApiError::conflict(info.group, info.plural, name, &format!(
+            if let Some(uid) = opts.pointer("/preconditions/uid").and_then(Value::as_str)
+                && meta_str(&obj, "uid") != Some(uid)
+            {
+                return Err(ApiError::conflict(
+                    info.group,
+                    info.plural,
+                    name,
+                    &format!(
                         "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
                         meta_str(&obj, "uid").unwrap_or("")
-                    )));
-                }
+                    ),
+                ));
             }
-            if let Some(rv) = opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
-                if rv != kv.mod_revision.to_string() {
-                    return Err(ApiError::conflict(info.group, info.plural, name, &format!(
+            if let Some(rv) = opts
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                && rv != kv.mod_revision.to_string()
+            {
+                return Err(ApiError::conflict(
+                    info.group,
+                    info.plural,
+                    name,
+                    &format!(
                         "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
                         kv.mod_revision
-                    )));
-                }
+                    ),
+                ));
             }
             let attrs = Attributes {
                 operation: Operation::Delete,
@@ -754,8 +839,10 @@ impl ApiServer {
                 if pending || already {
                     keep = true;
                     if !already {
-                        meta_mut(&mut updated).insert("deletionTimestamp".into(), json!(now_rfc3339()));
-                        meta_mut(&mut updated).insert("deletionGracePeriodSeconds".into(), json!(0));
+                        meta_mut(&mut updated)
+                            .insert("deletionTimestamp".into(), json!(now_rfc3339()));
+                        meta_mut(&mut updated)
+                            .insert("deletionGracePeriodSeconds".into(), json!(0));
                     }
                     updated["status"]["phase"] = json!("Terminating");
                 }
@@ -763,7 +850,10 @@ impl ApiServer {
                 let grace = opts
                     .get("gracePeriodSeconds")
                     .and_then(Value::as_i64)
-                    .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+                    .or_else(|| {
+                        obj.pointer("/spec/terminationGracePeriodSeconds")
+                            .and_then(Value::as_i64)
+                    })
                     .unwrap_or(30)
                     .max(0);
                 let scheduled = obj
@@ -784,11 +874,14 @@ impl ApiServer {
                 }
                 if grace > 0 {
                     keep = true;
-                    let current_grace = meta(&obj, "deletionGracePeriodSeconds").and_then(Value::as_i64);
+                    let current_grace =
+                        meta(&obj, "deletionGracePeriodSeconds").and_then(Value::as_i64);
                     // A second delete may only shorten the grace period.
                     if current_grace.is_none_or(|g| grace < g) {
-                        meta_mut(&mut updated).insert("deletionTimestamp".into(), json!(rfc3339_in(grace)));
-                        meta_mut(&mut updated).insert("deletionGracePeriodSeconds".into(), json!(grace));
+                        meta_mut(&mut updated)
+                            .insert("deletionTimestamp".into(), json!(rfc3339_in(grace)));
+                        meta_mut(&mut updated)
+                            .insert("deletionGracePeriodSeconds".into(), json!(grace));
                     }
                 }
             }
@@ -812,7 +905,9 @@ impl ApiServer {
                 if let Some(m) = updated.get_mut("metadata").and_then(Value::as_object_mut) {
                     m.remove("resourceVersion");
                 }
-                let bytes = Bytes::from(serde_json::to_vec(&updated).map_err(|e| ApiError::internal(e.to_string()))?);
+                let bytes = Bytes::from(
+                    serde_json::to_vec(&updated).map_err(|e| ApiError::internal(e.to_string()))?,
+                );
                 match self.store.update(&key, bytes, kv.mod_revision).await {
                     Ok(kv) => return Ok((super::read::with_rv(updated, kv.mod_revision), false)),
                     Err(keelson_store::Error::Conflict { .. }) => continue,
@@ -834,15 +929,24 @@ impl ApiServer {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::conflict(info.group, info.plural, name, "the object kept changing; please retry"))
+        Err(ApiError::conflict(
+            info.group,
+            info.plural,
+            name,
+            "the object kept changing; please retry",
+        ))
     }
 
     pub(crate) async fn delete_collection(&self, call: &mut Call) -> ApiResult<Response<Body>> {
         let filter = Filter::from_call(call)?;
         let opts = delete_options(call)?;
         let current = self.store.current_revision().await?;
-        self.cache.wait_for(current, std::time::Duration::from_secs(3)).await?;
-        let (objs, rev) = self.cache.list(&resource_id(call.info), filter.namespace.as_deref());
+        self.cache
+            .wait_for(current, std::time::Duration::from_secs(3))
+            .await?;
+        let (objs, rev) = self
+            .cache
+            .list(&resource_id(call.info), filter.namespace.as_deref());
         let mut deleted = Vec::new();
         for o in objs.into_iter().filter(|o| filter.matches(o)) {
             let saved_ns = call.path.namespace.clone();
@@ -905,27 +1009,56 @@ impl ApiServer {
     ) -> ApiResult<Vec<Allocation>> {
         let owner = format!("{ns}/{name}");
         let mut fresh = Vec::new();
-        let ty = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+        let ty = svc
+            .pointer("/spec/type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP")
+            .to_string();
         let invalid = |field: &str, value: String, msg: String| {
-            ApiError::invalid("", "Service", name, &[keelson_api::validation::FieldError {
-                reason: "FieldValueInvalid",
-                field: field.to_string(),
-                message: format!("Invalid value: {value}: {msg}"),
-            }])
+            ApiError::invalid(
+                "",
+                "Service",
+                name,
+                &[keelson_api::validation::FieldError {
+                    reason: "FieldValueInvalid",
+                    field: field.to_string(),
+                    message: format!("Invalid value: {value}: {msg}"),
+                }],
+            )
         };
         if ty != "ExternalName" && old.is_none() {
-            let requested = svc.pointer("/spec/clusterIP").and_then(Value::as_str).map(str::to_string);
+            let requested = svc
+                .pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             match requested.as_deref() {
                 Some("None") => {
                     svc["spec"]["clusterIPs"] = json!(["None"]);
                 }
                 req => {
                     let req = req.filter(|r| !r.is_empty());
-                    let ip = self.alloc.allocate_ip(req, &owner).await.map_err(|e| match e {
-                        AllocError::OutOfRange(m) => invalid("spec.clusterIPs", format!("[]string{{\"{}\"}}", req.unwrap_or("")), format!("failed to allocate IP {}: {m}", req.unwrap_or(""))),
-                        AllocError::Taken => invalid("spec.clusterIPs", format!("[]string{{\"{}\"}}", req.unwrap_or("")), format!("failed to allocate IP {}: provided IP is already allocated", req.unwrap_or(""))),
-                        AllocError::Exhausted => ApiError::internal("failed to allocate a serviceIP: range is full"),
-                    })?;
+                    let ip = self
+                        .alloc
+                        .allocate_ip(req, &owner)
+                        .await
+                        .map_err(|e| match e {
+                            AllocError::OutOfRange(m) => invalid(
+                                "spec.clusterIPs",
+                                format!("[]string{{\"{}\"}}", req.unwrap_or("")),
+                                format!("failed to allocate IP {}: {m}", req.unwrap_or("")),
+                            ),
+                            AllocError::Taken => invalid(
+                                "spec.clusterIPs",
+                                format!("[]string{{\"{}\"}}", req.unwrap_or("")),
+                                format!(
+                                    "failed to allocate IP {}: provided IP is already allocated",
+                                    req.unwrap_or("")
+                                ),
+                            ),
+                            AllocError::Exhausted => {
+                                ApiError::internal("failed to allocate a serviceIP: range is full")
+                            }
+                        })?;
                     svc["spec"]["clusterIP"] = json!(ip.to_string());
                     svc["spec"]["clusterIPs"] = json!([ip.to_string()]);
                     fresh.push(Allocation::Ip(ip.to_string()));
@@ -939,15 +1072,27 @@ impl ApiServer {
             .map(service_allocations)
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|a| match a { Allocation::Port(p) => Some(p), _ => None })
+            .filter_map(|a| match a {
+                Allocation::Port(p) => Some(p),
+                _ => None,
+            })
             .collect();
         let old_by_port: Vec<(i64, String, u16)> = old
             .and_then(|o| o.pointer("/spec/ports").and_then(Value::as_array))
-            .map(|ps| ps.iter().filter_map(|p| Some((
-                p.get("port")?.as_i64()?,
-                p.get("protocol").and_then(Value::as_str).unwrap_or("TCP").to_string(),
-                u16::try_from(p.get("nodePort")?.as_i64()?).ok()?,
-            ))).collect())
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|p| {
+                        Some((
+                            p.get("port")?.as_i64()?,
+                            p.get("protocol")
+                                .and_then(Value::as_str)
+                                .unwrap_or("TCP")
+                                .to_string(),
+                            u16::try_from(p.get("nodePort")?.as_i64()?).ok()?,
+                        ))
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         let Some(ports) = svc.pointer_mut("/spec/ports").and_then(Value::as_array_mut) else {
             return Ok(fresh);
@@ -960,31 +1105,57 @@ impl ApiServer {
                 }
                 continue;
             }
-            let requested = p.get("nodePort").and_then(Value::as_i64).filter(|n| *n != 0);
+            let requested = p
+                .get("nodePort")
+                .and_then(Value::as_i64)
+                .filter(|n| *n != 0);
             let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
-            let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP").to_string();
+            let proto = p
+                .get("protocol")
+                .and_then(Value::as_str)
+                .unwrap_or("TCP")
+                .to_string();
             let field = format!("spec.ports[{i}].nodePort");
             let chosen = match requested {
                 Some(n) => {
-                    let n16 = u16::try_from(n).map_err(|_| invalid(&field, n.to_string(), "must be between 1 and 65535, inclusive".into()))?;
+                    let n16 = u16::try_from(n).map_err(|_| {
+                        invalid(
+                            &field,
+                            n.to_string(),
+                            "must be between 1 and 65535, inclusive".into(),
+                        )
+                    })?;
                     if old_ports.contains(&n16) {
                         n16
                     } else {
-                        let got = self.alloc.allocate_port(Some(n16), &owner).await.map_err(|e| match e {
-                            AllocError::OutOfRange(m) => invalid(&field, n.to_string(), m),
-                            AllocError::Taken => invalid(&field, n.to_string(), "provided port is already allocated".into()),
-                            AllocError::Exhausted => ApiError::internal("failed to allocate a nodePort: range is full"),
-                        })?;
+                        let got = self.alloc.allocate_port(Some(n16), &owner).await.map_err(
+                            |e| match e {
+                                AllocError::OutOfRange(m) => invalid(&field, n.to_string(), m),
+                                AllocError::Taken => invalid(
+                                    &field,
+                                    n.to_string(),
+                                    "provided port is already allocated".into(),
+                                ),
+                                AllocError::Exhausted => ApiError::internal(
+                                    "failed to allocate a nodePort: range is full",
+                                ),
+                            },
+                        )?;
                         fresh.push(Allocation::Port(got));
                         got
                     }
                 }
                 None => {
                     // Keep the node port this service port had before, if any.
-                    if let Some((_, _, np)) = old_by_port.iter().find(|(pp, pr, _)| *pp == port && *pr == proto) {
+                    if let Some((_, _, np)) = old_by_port
+                        .iter()
+                        .find(|(pp, pr, _)| *pp == port && *pr == proto)
+                    {
                         *np
                     } else {
-                        let got = self.alloc.allocate_port(None, &owner).await.map_err(|_| ApiError::internal("failed to allocate a nodePort: range is full"))?;
+                        let got = self.alloc.allocate_port(None, &owner).await.map_err(|_| {
+                            ApiError::internal("failed to allocate a nodePort: range is full")
+                        })?;
                         fresh.push(Allocation::Port(got));
                         got
                     }
@@ -1028,17 +1199,21 @@ pub(crate) enum Allocation {
 
 fn service_allocations(svc: &Value) -> Vec<Allocation> {
     let mut out = Vec::new();
-    if let Some(ip) = svc.pointer("/spec/clusterIP").and_then(Value::as_str) {
-        if !ip.is_empty() && ip != "None" {
-            out.push(Allocation::Ip(ip.to_string()));
-        }
+    if let Some(ip) = svc.pointer("/spec/clusterIP").and_then(Value::as_str)
+        && !ip.is_empty()
+        && ip != "None"
+    {
+        out.push(Allocation::Ip(ip.to_string()));
     }
     if let Some(ports) = svc.pointer("/spec/ports").and_then(Value::as_array) {
         for p in ports {
-            if let Some(n) = p.get("nodePort").and_then(Value::as_i64).and_then(|n| u16::try_from(n).ok()) {
-                if n != 0 {
-                    out.push(Allocation::Port(n));
-                }
+            if let Some(n) = p
+                .get("nodePort")
+                .and_then(Value::as_i64)
+                .and_then(|n| u16::try_from(n).ok())
+                && n != 0
+            {
+                out.push(Allocation::Port(n));
             }
         }
     }
