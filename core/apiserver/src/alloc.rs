@@ -104,33 +104,17 @@ impl Allocator {
             };
         }
         let (lo, hi) = self.ip_range();
-        let size = (hi - lo + 1) as usize;
-        for _ in 0..size.min(64) {
-            let n = rand::rng().random_range(lo..=hi);
-            let ip = Ipv4Addr::from(n);
+        let first = self.first_ip();
+        self.claim_free(
+            IP_PREFIX,
+            &self.used_ips,
+            || Ipv4Addr::from(rand::rng().random_range(lo..=hi)),
+            (lo..=hi).map(Ipv4Addr::from),
             // The first address is kept for the `kubernetes` service.
-            if ip == self.first_ip() || lock(&self.used_ips).contains(&ip) {
-                continue;
-            }
-            if self.claim(IP_PREFIX, &ip.to_string(), owner).await? {
-                lock(&self.used_ips).insert(ip);
-                return Ok(ip);
-            }
-            lock(&self.used_ips).insert(ip);
-        }
-        // Random probing failed: sweep the range once.
-        for n in lo..=hi {
-            let ip = Ipv4Addr::from(n);
-            if ip == self.first_ip() || lock(&self.used_ips).contains(&ip) {
-                continue;
-            }
-            if self.claim(IP_PREFIX, &ip.to_string(), owner).await? {
-                lock(&self.used_ips).insert(ip);
-                return Ok(ip);
-            }
-            lock(&self.used_ips).insert(ip);
-        }
-        Err(AllocError::Exhausted)
+            |ip| ip == first,
+            owner,
+        )
+        .await
     }
 
     pub async fn allocate_port(
@@ -152,26 +136,37 @@ impl Allocator {
                 Err(AllocError::Taken)
             };
         }
-        for _ in 0..64 {
-            let p = rand::rng().random_range(lo..=hi);
-            if lock(&self.used_ports).contains(&p) {
+        self.claim_free(
+            PORT_PREFIX,
+            &self.used_ports,
+            || rand::rng().random_range(lo..=hi),
+            lo..=hi,
+            |_| false,
+            owner,
+        )
+        .await
+    }
+
+    /// Claims a free id: random probes first (cheap while the range is mostly free), then one
+    /// sweep of the whole range. Ids found taken are remembered so they are not tried again.
+    async fn claim_free<T: Copy + Eq + std::hash::Hash + std::fmt::Display>(
+        &self,
+        prefix: &str,
+        used: &Mutex<HashSet<T>>,
+        random: impl Fn() -> T,
+        sweep: impl Iterator<Item = T>,
+        reserved: impl Fn(T) -> bool,
+        owner: &str,
+    ) -> Result<T, AllocError> {
+        for candidate in (0..64).map(|_| random()).chain(sweep) {
+            if reserved(candidate) || lock(used).contains(&candidate) {
                 continue;
             }
-            if self.claim(PORT_PREFIX, &p.to_string(), owner).await? {
-                lock(&self.used_ports).insert(p);
-                return Ok(p);
+            let won = self.claim(prefix, &candidate.to_string(), owner).await?;
+            lock(used).insert(candidate);
+            if won {
+                return Ok(candidate);
             }
-            lock(&self.used_ports).insert(p);
-        }
-        for p in lo..=hi {
-            if lock(&self.used_ports).contains(&p) {
-                continue;
-            }
-            if self.claim(PORT_PREFIX, &p.to_string(), owner).await? {
-                lock(&self.used_ports).insert(p);
-                return Ok(p);
-            }
-            lock(&self.used_ports).insert(p);
         }
         Err(AllocError::Exhausted)
     }

@@ -125,33 +125,25 @@ struct CreateResult {
     p99: Duration,
 }
 
-/// `total` creates spread over `clients` concurrent clients, each on its own connection.
-async fn create_load(
-    conns: &[Conn],
-    total: usize,
-    path: &str,
-    prefix: &str,
-) -> anyhow::Result<CreateResult> {
-    let clients = conns.len();
+/// Runs `total` operations spread over `workers` concurrent tasks (task `c` runs `op(c, i)`
+/// for its share of `i`) and reports the rate and latency percentiles.
+async fn measure<W, F, Fut>(workers: Vec<W>, total: usize, op: F) -> anyhow::Result<CreateResult>
+where
+    W: Send + 'static,
+    F: Fn(&mut W, usize, usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let n_workers = workers.len().max(1);
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for (c, conn) in conns.iter().enumerate() {
-        let mut conn = conn.clone();
-        let path = path.to_string();
-        let prefix = prefix.to_string();
-        let n = total / clients + usize::from(c < total % clients);
+    for (c, mut w) in workers.into_iter().enumerate() {
+        let op = op.clone();
+        let n = total / n_workers + usize::from(c < total % n_workers);
         tasks.spawn(async move {
             let mut lat = Vec::with_capacity(n);
             for i in 0..n {
-                let body = pod_json(&format!("{prefix}-{c}-{i}"));
                 let t = Instant::now();
-                let (status, resp) = conn.request(Method::POST, &path, Some(body)).await?;
-                if status != 201 {
-                    bail!(
-                        "create returned {status}: {}",
-                        String::from_utf8_lossy(&resp)
-                    );
-                }
+                op(&mut w, c, i).await?;
                 lat.push(t.elapsed());
             }
             Ok::<_, anyhow::Error>(lat)
@@ -168,6 +160,33 @@ async fn create_load(
         p50: l.pct(0.5),
         p99: l.pct(0.99),
     })
+}
+
+/// `total` pod creates spread over the connections, one client per connection.
+async fn create_load(
+    conns: &[Conn],
+    total: usize,
+    path: &str,
+    prefix: &str,
+) -> anyhow::Result<CreateResult> {
+    let path = Arc::new(path.to_string());
+    let prefix = Arc::new(prefix.to_string());
+    measure(conns.to_vec(), total, move |conn: &mut Conn, c, i| {
+        let path = path.clone();
+        let body = pod_json(&format!("{prefix}-{c}-{i}"));
+        let mut conn = conn.clone();
+        async move {
+            let (status, resp) = conn.request(Method::POST, &path, Some(body)).await?;
+            if status != 201 {
+                bail!(
+                    "create returned {status}: {}",
+                    String::from_utf8_lossy(&resp)
+                );
+            }
+            Ok(())
+        }
+    })
+    .await
 }
 
 struct PrivateEtcd {
@@ -231,45 +250,34 @@ fn start_etcd() -> anyhow::Result<PrivateEtcd> {
     })
 }
 
-/// Raw etcd puts with the same client pattern: `clients` tasks, `total` puts of a pod-sized value.
+/// Raw etcd puts with the same client pattern: `clients` tasks, `total` puts of a pod-sized
+/// value, each a create-if-absent transaction as the API server's creates are.
 async fn raw_etcd(endpoint: &str, clients: usize, total: usize) -> anyhow::Result<CreateResult> {
-    let value = pod_json("raw-etcd-value-of-similar-size");
-    let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for c in 0..clients {
-        let mut client = etcd_client::Client::connect([endpoint], None).await?;
-        let value = value.clone();
-        let n = total / clients + usize::from(c < total % clients);
-        tasks.spawn(async move {
-            let mut lat = Vec::with_capacity(n);
-            for i in 0..n {
-                let key = format!("/raw/pods/bench/p-{c}-{i}");
-                let t = Instant::now();
-                // Creates in the API server are compare-and-put transactions; do the same.
-                let txn = etcd_client::Txn::new()
-                    .when([etcd_client::Compare::create_revision(
-                        key.clone(),
-                        etcd_client::CompareOp::Equal,
-                        0,
-                    )])
-                    .and_then([etcd_client::TxnOp::put(key, value.clone(), None)]);
+    let value = Arc::new(pod_json("raw-etcd-value-of-similar-size"));
+    let mut conns = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        conns.push(etcd_client::Client::connect([endpoint], None).await?);
+    }
+    measure(
+        conns,
+        total,
+        move |client: &mut etcd_client::Client, c, i| {
+            let key = format!("/raw/pods/bench/p-{c}-{i}");
+            let txn = etcd_client::Txn::new()
+                .when([etcd_client::Compare::create_revision(
+                    key.clone(),
+                    etcd_client::CompareOp::Equal,
+                    0,
+                )])
+                .and_then([etcd_client::TxnOp::put(key, value.as_slice(), None)]);
+            let mut client = client.clone();
+            async move {
                 client.txn(txn).await?;
-                lat.push(t.elapsed());
+                Ok(())
             }
-            Ok::<_, anyhow::Error>(lat)
-        });
-    }
-    let mut all = Vec::new();
-    while let Some(r) = tasks.join_next().await {
-        all.extend(r??);
-    }
-    let elapsed = start.elapsed();
-    let mut l = Latencies(all);
-    Ok(CreateResult {
-        per_sec: total as f64 / elapsed.as_secs_f64(),
-        p50: l.pct(0.5),
-        p99: l.pct(0.99),
-    })
+        },
+    )
+    .await
 }
 
 struct BackendResult {

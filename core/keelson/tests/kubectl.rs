@@ -45,6 +45,28 @@ impl K<'_> {
     }
 }
 
+fn kubectl_with_env(
+    bin: &Path,
+    kubeconfig: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> KubectlOutput {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env_remove("KUBECONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    KubectlOutput {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 fn tail(s: &str) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
@@ -141,6 +163,16 @@ fn guestbook_flow(backend: Backend) {
             c[0]["ports"][0]["containerPort"], 80,
             "the patch must merge, not replace"
         );
+        // `kubectl edit` with an editor that changes the replica count.
+        let edited = kubectl_with_env(
+            &kbin,
+            &server.kubeconfig,
+            &["edit", "rc", "redis-slave", "-n", &ns],
+            &[("KUBE_EDITOR", "sed -i -e s/replicas:\\ 2/replicas:\\ 3/")],
+        );
+        assert!(edited.ok, "{edited:?}");
+        let rc = k.json(&["get", "rc", "redis-slave", "-n", &ns]);
+        assert_eq!(rc["spec"]["replicas"], 3);
         // label removal and overwrite rules.
         let again = k.run(&["label", "rc", "frontend", "-n", &ns, "tier=db"]);
         assert!(!again.ok, "relabel without --overwrite must fail");
@@ -251,8 +283,17 @@ fn requests_with_unknown_credentials_are_unauthorized() {
 }
 
 #[test]
-fn get_watch_and_explain() {
-    let server = ApiServerProc::start(&bin(), Backend::Sqlite);
+fn get_watch_and_explain_on_sqlite() {
+    get_watch_and_explain(Backend::Sqlite);
+}
+
+#[test]
+fn get_watch_and_explain_on_etcd() {
+    get_watch_and_explain(Backend::Etcd);
+}
+
+fn get_watch_and_explain(backend: Backend) {
+    let server = ApiServerProc::start(&bin(), backend);
     for kbin in kubectl_binaries() {
         let k = K {
             bin: &kbin,
@@ -314,4 +355,60 @@ fn get_watch_and_explain() {
             "{header}"
         );
     }
+}
+
+#[test]
+fn tls_names_and_extra_kubeconfig() {
+    let dir = tempfile_dir();
+    let extra = dir.join("extra").join("admin.yaml");
+    let extra_s = extra.display().to_string();
+    let server = ApiServerProc::start_with(
+        &bin(),
+        Backend::Sqlite,
+        &[
+            "--tls-san",
+            "api.keelson.test",
+            "--write-kubeconfig",
+            &extra_s,
+        ],
+    );
+    let kbin = &kubectl_binaries()[0];
+    assert!(extra.exists(), "--write-kubeconfig was not written");
+    let out = kubectl(kbin, &extra, &["get", "ns", "default", "-o", "name"], None);
+    assert!(out.ok, "{out:?}");
+    // The serving certificate carries the extra name: verification against it succeeds...
+    let out = kubectl(
+        kbin,
+        &server.kubeconfig,
+        &[
+            "--tls-server-name",
+            "api.keelson.test",
+            "get",
+            "ns",
+            "-o",
+            "name",
+        ],
+        None,
+    );
+    assert!(out.ok, "{out:?}");
+    // ...and against a name it does not carry, fails.
+    let out = kubectl(
+        kbin,
+        &server.kubeconfig,
+        &["--tls-server-name", "other.keelson.test", "get", "ns"],
+        None,
+    );
+    assert!(!out.ok && out.stderr.contains("certificate"), "{out:?}");
+    // The same PKI is reused on restart: the old kubeconfig keeps working.
+    let mut server = server;
+    server.restart();
+    let out = kubectl(kbin, &extra, &["get", "ns", "default", "-o", "name"], None);
+    assert!(out.ok, "{out:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn tempfile_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("keelson-kc-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
 }

@@ -56,6 +56,59 @@ impl Call {
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     }
+    /// The body's media type without parameters (`application/json`); JSON when unset.
+    pub fn media_type(&self) -> &str {
+        self.content_type
+            .as_deref()
+            .and_then(|c| c.split(';').next())
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .unwrap_or("application/json")
+    }
+    /// What `includeObject` asks table rows to carry (`None`, `Metadata`, `Object`).
+    pub fn include_object(&self) -> &str {
+        self.q("includeObject").unwrap_or("Metadata")
+    }
+}
+
+/// A `meta.k8s.io/v1` Table of `objects`. Watches send column definitions with their first
+/// event only, as Kubernetes does, so `headers` may leave them out.
+pub fn table<'a>(
+    info: &ResourceInfo,
+    include: &str,
+    objects: impl Iterator<Item = &'a Value>,
+    meta: Value,
+    headers: bool,
+) -> Value {
+    let now = jiff::Timestamp::now();
+    let rows: Vec<Value> = objects
+        .map(|o| {
+            let mut row = json!({ "cells": keelson_api::table::cells(info, o, now) });
+            match include {
+                "None" => {}
+                "Object" => row["object"] = o.clone(),
+                _ => row["object"] = partial_metadata(o),
+            }
+            row
+        })
+        .collect();
+    let columns = if headers {
+        Value::Array(
+            keelson_api::table::columns(info)
+                .iter()
+                .map(|c| json!({"name": c.name, "type": c.type_, "format": c.format, "description": c.description, "priority": c.priority}))
+                .collect(),
+        )
+    } else {
+        Value::Null
+    };
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": meta,
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
 }
 
 /// The id of a resource inside store keys: `pods`, `leases.coordination.k8s.io`.
@@ -195,62 +248,20 @@ impl ApiServer {
                 }
             }
             Some(Output::Table) => {
-                let table = self.table(call, std::iter::once(value), None, true);
-                Ok(response::json(code, &table))
+                let t = table(
+                    call.info,
+                    call.include_object(),
+                    std::iter::once(value),
+                    json!({}),
+                    true,
+                );
+                Ok(response::json(code, &t))
             }
             Some(Output::PartialMetadata) => Ok(response::json(code, &partial_metadata(value))),
             None => Err(ApiError::not_acceptable(
                 "application/json, application/yaml",
             )),
         }
-    }
-
-    /// A `meta.k8s.io/v1` Table for `objects`.
-    pub(crate) fn table<'a>(
-        &self,
-        call: &Call,
-        objects: impl Iterator<Item = &'a Value>,
-        list_meta: Option<Value>,
-        headers: bool,
-    ) -> Value {
-        let now = jiff::Timestamp::now();
-        let include = call.q("includeObject").unwrap_or("Metadata");
-        let rows: Vec<Value> = objects
-            .map(|o| {
-                let cells = keelson_api::table::cells(call.info, o, now);
-                let object = match include {
-                    "None" => Value::Null,
-                    "Object" => o.clone(),
-                    _ => partial_metadata(o),
-                };
-                let mut row = json!({ "cells": cells });
-                if !object.is_null() {
-                    row["object"] = object;
-                }
-                row
-            })
-            .collect();
-        let columns: Vec<Value> = if headers {
-            keelson_api::table::columns(call.info)
-                .iter()
-                .map(|c| {
-                    json!({"name": c.name, "type": c.type_, "format": c.format, "description": c.description, "priority": c.priority})
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let mut t = json!({
-            "kind": "Table",
-            "apiVersion": "meta.k8s.io/v1",
-            "metadata": list_meta.unwrap_or_else(|| json!({})),
-            "columnDefinitions": columns,
-            "rows": rows,
-        });
-        if !headers {
-            t["columnDefinitions"] = Value::Null;
-        }
-        t
     }
 
     pub(crate) fn resource_info(

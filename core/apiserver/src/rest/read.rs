@@ -171,7 +171,13 @@ impl ApiServer {
                 Ok(response::json_bytes(200, buf.freeze()))
             }
             Output::Table => {
-                let t = self.table(call, items.iter().map(|o| &o.value), Some(meta), true);
+                let t = super::table(
+                    call.info,
+                    call.include_object(),
+                    items.iter().map(|o| &o.value),
+                    meta,
+                    true,
+                );
                 Ok(response::json(200, &t))
             }
             Output::PartialMetadata => {
@@ -284,7 +290,7 @@ impl ApiServer {
                 filter,
                 output,
                 call_info: call.info,
-                include: call.q("includeObject").unwrap_or("Metadata").to_string(),
+                include: call.include_object().to_string(),
                 bookmarks,
                 send_initial: send_initial && bookmarks,
                 bookmark_every: self.opts.bookmark_interval,
@@ -310,7 +316,7 @@ impl ApiServer {
     fn clone_for_tables(&self, call: &Call) -> TableCtx {
         TableCtx {
             info: call.info,
-            include: call.q("includeObject").unwrap_or("Metadata").to_string(),
+            include: call.include_object().to_string(),
         }
     }
 }
@@ -474,35 +480,17 @@ impl Watcher {
 }
 
 fn table_for(ctx: &TableCtx, value: &Value, headers: bool) -> Value {
-    let now = jiff::Timestamp::now();
-    let cells = keelson_api::table::cells(ctx.info, value, now);
-    let mut row = json!({ "cells": cells });
-    match ctx.include.as_str() {
-        "None" => {}
-        "Object" => row["object"] = value.clone(),
-        _ => row["object"] = partial_metadata(value),
-    }
-    let columns: Value = if headers {
-        Value::Array(
-            keelson_api::table::columns(ctx.info)
-                .iter()
-                .map(|c| json!({"name": c.name, "type": c.type_, "format": c.format, "description": c.description, "priority": c.priority}))
-                .collect(),
-        )
-    } else {
-        Value::Null
-    };
     let mut meta = json!({});
     if let Some(rv) = value.pointer("/metadata/resourceVersion") {
         meta["resourceVersion"] = rv.clone();
     }
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": meta,
-        "columnDefinitions": columns,
-        "rows": [row],
-    })
+    super::table(
+        ctx.info,
+        &ctx.include,
+        std::iter::once(value),
+        meta,
+        headers,
+    )
 }
 
 /// Injects `resourceVersion` into an object about to be returned.

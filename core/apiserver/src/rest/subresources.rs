@@ -92,15 +92,7 @@ impl ApiServer {
     /// controller's `spec.replicas`.
     async fn write_scale(&self, call: &mut Call) -> ApiResult<Response<Body>> {
         let body = parse_body(call)?;
-        let ct = call
-            .content_type
-            .as_deref()
-            .unwrap_or("application/json")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string();
+        let ct = call.media_type().to_string();
         let is_patch = call.method == Method::PATCH;
         let scale_gk = ("autoscaling", "Scale");
         let (out, _) = self

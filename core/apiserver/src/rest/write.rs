@@ -40,15 +40,7 @@ fn rfc3339_in(secs: i64) -> String {
 
 /// Parses a request body as JSON or YAML according to its Content-Type.
 pub fn parse_body(call: &Call) -> ApiResult<Value> {
-    let ct = call
-        .content_type
-        .as_deref()
-        .unwrap_or("application/json")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string();
+    let ct = call.media_type().to_string();
     if call.body.is_empty() {
         return Err(ApiError::bad_request("the body of the request was empty"));
     }
@@ -682,15 +674,7 @@ impl ApiServer {
         call: &mut Call,
         sub: Option<&str>,
     ) -> ApiResult<(Value, bool)> {
-        let ct = call
-            .content_type
-            .as_deref()
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string();
+        let ct = call.media_type().to_string();
         if ct == "application/apply-patch+yaml" {
             return Err(ApiError::unsupported_media_type(
                 "application/apply-patch+yaml (server-side apply is not supported yet; use client-side kubectl apply)",
