@@ -267,3 +267,45 @@ def test_no_credentials_is_401_except_health(server):
         assert status["kind"] == "Status" and status["reason"] == "Unauthorized"
     for path in ["/healthz", "/livez", "/readyz", "/version"]:
         assert urllib.request.urlopen(base + path, context=ctx).status == 200
+
+
+def test_deletecollection_dry_run_and_field_validation(server):
+    api = server.client()
+    core = client.CoreV1Api(api)
+    ns = ns_for(api, "coll")
+    for i in range(6):
+        core.create_namespaced_config_map(ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"d{i}", labels={"grp": "a" if i < 4 else "b"})))
+    core.delete_collection_namespaced_config_map(ns, label_selector="grp=a")
+    left = sorted(c.metadata.name for c in core.list_namespaced_config_map(ns).items)
+    assert left == ["d4", "d5"]
+    # a dry run answers with the object but stores nothing
+    out = core.create_namespaced_config_map(ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="dry")), dry_run="All")
+    assert out.metadata.name == "dry"
+    assert "dry" not in {c.metadata.name for c in core.list_namespaced_config_map(ns).items}
+    # unknown fields: Strict refuses, Warn stores with a warning header, Ignore is silent
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    body = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "fv"}, "bogus": 1}).encode()
+    status, resp = raw(api, "POST", path + "?fieldValidation=Strict", body)
+    assert status == 400, resp
+    assert 'unknown field "bogus"' in json.loads(resp)["message"]
+    status, resp, headers = raw_with_headers(api, "POST", path + "?fieldValidation=Warn", body)
+    assert status == 201
+    assert any('unknown field' in v for k, v in headers if k.lower() == "warning")
+    core.delete_namespaced_config_map("fv", ns)
+    status, resp, headers = raw_with_headers(api, "POST", path + "?fieldValidation=Ignore", body)
+    assert status == 201 and not any(k.lower() == "warning" for k, _ in headers)
+
+
+def raw_with_headers(api, method, path, body=None, ctype="application/json"):
+    import ssl
+    import urllib.request
+    import urllib.error
+    cfg = api.configuration
+    ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+    ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+    req = urllib.request.Request(cfg.host + path, data=body, method=method, headers={"Content-Type": ctype})
+    try:
+        with urllib.request.urlopen(req, context=ctx) as r:
+            return r.status, r.read(), r.getheaders()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), e.headers.items()
