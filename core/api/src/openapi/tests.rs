@@ -615,26 +615,3 @@ fn kinds_resolve_to_definitions() {
     );
     assert_eq!(definition_of_kind("apps", "Deployment"), None);
 }
-
-/// Writes the documents to `$KEELSON_OPENAPI_DUMP` for checks against real kubectl
-/// (`KEELSON_OPENAPI_DUMP=/tmp/oapi cargo test -p keelson-api dump_documents -- --ignored`).
-#[test]
-#[ignore]
-fn dump_documents() {
-    let Ok(dir) = std::env::var("KEELSON_OPENAPI_DUMP") else {
-        return;
-    };
-    let dir = std::path::Path::new(&dir);
-    std::fs::create_dir_all(dir.join("openapi/v3")).unwrap();
-    std::fs::write(
-        dir.join("openapi/v3/index.json"),
-        serde_json::to_vec(&v3_root()).unwrap(),
-    )
-    .unwrap();
-    for path in v3_group_versions() {
-        let file = dir.join("openapi/v3").join(format!("{path}.json"));
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(file, v3_document_json(path).unwrap()).unwrap();
-    }
-    std::fs::write(dir.join("openapi/v2.json"), v2_document_json()).unwrap();
-}
