@@ -101,6 +101,8 @@ impl AdmissionChain {
 /// of the namespaces the system needs (Kubernetes' NamespaceLifecycle).
 pub struct NamespaceLifecycle {
     pub store: Arc<dyn keelson_store::Store>,
+    /// Consulted first: a namespace in the cache needs no store read on every create.
+    pub cache: Arc<crate::watchcache::WatchCache>,
 }
 
 pub const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
@@ -130,11 +132,14 @@ impl AdmissionPlugin for NamespaceLifecycle {
             return Ok(());
         }
         let key = format!("/registry/namespaces/{ns}");
-        let kv = self.store.get(&key).await?;
-        let Some(kv) = kv else {
-            return Err(ApiError::not_found("", "namespaces", ns));
+        let v: Value = match self.cache.get("namespaces", &key) {
+            Some(obj) => obj.value.clone(),
+            // Not cached yet (created a moment ago) or gone: the store decides.
+            None => match self.store.get(&key).await? {
+                Some(kv) => serde_json::from_slice(&kv.value).unwrap_or(Value::Null),
+                None => return Err(ApiError::not_found("", "namespaces", ns)),
+            },
         };
-        let v: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
         let terminating = v.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
             || v.pointer("/metadata/deletionTimestamp").is_some();
         // Events about the namespace's own deletion are still allowed, as in Kubernetes.

@@ -175,6 +175,7 @@ pub async fn start(cfg: Config) -> Result<RunningServer> {
     let mut admission = AdmissionChain::default();
     admission.push(Arc::new(NamespaceLifecycle {
         store: store.clone(),
+        cache: cache.clone(),
     }));
     let server = Arc::new(ApiServer {
         store,

@@ -405,6 +405,15 @@ impl WatchCache {
         })
     }
 
+    /// One object by key, as the cache holds it (possibly a few milliseconds behind the store).
+    pub fn get(&self, resource: &str, key: &str) -> Option<Arc<CachedObject>> {
+        let inner = match self.inner.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        inner.resources.get(resource)?.objects.get(key).cloned()
+    }
+
     /// Number of objects of `resource` (for metrics and quota).
     pub fn count(&self, resource: &str) -> usize {
         let inner = match self.inner.read() {
