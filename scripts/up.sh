@@ -31,8 +31,8 @@ cat <<MSG
 Keelson is running (data in $DATA_DIR).
   export KUBECONFIG=$KUBECONFIG
   kubectl get rc,svc,pods
-The guestbook's frontend service answers at http://$NODE_IP:30001 once a kubelet and proxy run
-(issues 6-8); until then its objects are stored and served by the API server.
+The guestbook's objects are stored and served by the API server. Its frontend will answer at
+http://$NODE_IP:30001 once Keelson's kubelet and service proxy run its pods.
 Press Ctrl-C to stop.
 MSG
 wait $PID
