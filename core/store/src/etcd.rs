@@ -25,6 +25,9 @@ use crate::{
 const MAX_MESSAGE: usize = 512 * 1024 * 1024;
 
 /// How long `connect` waits for etcd to answer before giving up.
+/// Connections for reads and writes (watches have their own).
+const KV_CONNECTIONS: usize = 4;
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a compacted list waits to learn the compacted revision.
@@ -38,7 +41,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// revisions and compaction are global to the etcd cluster, not per namespace.
 #[derive(Clone)]
 pub struct EtcdStore {
-    kv: KvClient,
+    /// A few connections used in turn: requests from many API clients otherwise queue on one
+    /// HTTP/2 connection's flow-control window and one server-side stream handler.
+    kv: std::sync::Arc<[KvClient]>,
+    next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     watch: WatchClient,
     namespace: Vec<u8>,
 }
@@ -53,10 +59,15 @@ impl EtcdStore {
         // Watches get their own connection: HTTP/2 flow control is shared by all streams on a
         // connection, so a watch stream its consumer has stopped reading could otherwise hold
         // back reads and writes.
-        let kv = Client::connect(endpoints, Some(options.clone())).await?;
+        let mut kv = Vec::with_capacity(KV_CONNECTIONS);
+        for _ in 0..KV_CONNECTIONS {
+            let c = Client::connect(endpoints, Some(options.clone())).await?;
+            kv.push(c.kv_client().max_decoding_message_size(MAX_MESSAGE));
+        }
         let watch = Client::connect(endpoints, Some(options)).await?;
         let store = Self {
-            kv: kv.kv_client().max_decoding_message_size(MAX_MESSAGE),
+            kv: kv.into(),
+            next: Default::default(),
             watch: watch.watch_client().max_decoding_message_size(MAX_MESSAGE),
             namespace: namespace.as_bytes().to_vec(),
         };
@@ -69,6 +80,12 @@ impl EtcdStore {
                 ))
             })??;
         Ok(store)
+    }
+
+    /// The next KV connection, in turn.
+    fn kv(&self) -> KvClient {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.kv[i % self.kv.len()].clone()
     }
 
     fn full_key(&self, key: &str) -> Vec<u8> {
@@ -190,7 +207,7 @@ fn header_revision(resp: &TxnResponse) -> Result<Revision> {
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let resp = self.kv.clone().get(self.full_key(key), None).await?;
+        let resp = self.kv().get(self.full_key(key), None).await?;
         resp.kvs().first().map(|kv| self.convert(kv)).transpose()
     }
 
@@ -203,7 +220,7 @@ impl Store for EtcdStore {
         if opts.limit > 0 {
             get = get.with_limit(i64::try_from(opts.limit).unwrap_or(i64::MAX));
         }
-        let resp = match self.kv.clone().get(start, Some(get)).await {
+        let resp = match self.kv().get(start, Some(get)).await {
             Ok(resp) => resp,
             Err(e) => return Err(self.revision_error(e, opts.revision).await),
         };
@@ -227,8 +244,7 @@ impl Store for EtcdStore {
     async fn count(&self, prefix: &str) -> Result<usize> {
         let (start, end) = self.range(prefix, None);
         let resp = self
-            .kv
-            .clone()
+            .kv()
             .get(
                 start,
                 Some(GetOptions::new().with_range(end).with_count_only()),
@@ -243,7 +259,7 @@ impl Store for EtcdStore {
         let txn = Txn::new()
             .when([Compare::create_revision(full.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(full, value.to_vec(), None)]);
-        let resp = self.kv.clone().txn(txn).await?;
+        let resp = self.kv().txn(txn).await?;
         if !resp.succeeded() {
             return Err(Error::AlreadyExists(key.to_string()));
         }
@@ -270,7 +286,7 @@ impl Store for EtcdStore {
                 Some(PutOptions::new().with_prev_key()),
             )])
             .or_else([TxnOp::get(full, None)]);
-        let resp = self.kv.clone().txn(txn).await?;
+        let resp = self.kv().txn(txn).await?;
         if !resp.succeeded() {
             return Err(match self.failed_txn_current(&resp)? {
                 None => Error::NotFound(key.to_string()),
@@ -315,7 +331,7 @@ impl Store for EtcdStore {
                 Some(DeleteOptions::new().with_prev_key()),
             )])
             .or_else([TxnOp::get(full, None)]);
-        let resp = self.kv.clone().txn(txn).await?;
+        let resp = self.kv().txn(txn).await?;
         if !resp.succeeded() {
             return Err(match (self.failed_txn_current(&resp)?, expected) {
                 (Some(current), Some(expected)) => Error::Conflict {
@@ -370,7 +386,7 @@ impl Store for EtcdStore {
             return Ok(());
         }
         let options = CompactionOptions::new().with_physical();
-        match self.kv.clone().compact(revision, Some(options)).await {
+        match self.kv().compact(revision, Some(options)).await {
             Ok(_) => Ok(()),
             // Compacting to a revision already compacted is a no-op, as on SQLite.
             Err(e) if is_compacted(&e) => Ok(()),
@@ -380,8 +396,7 @@ impl Store for EtcdStore {
 
     async fn current_revision(&self) -> Result<Revision> {
         let resp = self
-            .kv
-            .clone()
+            .kv()
             .get(vec![0], Some(GetOptions::new().with_count_only()))
             .await?;
         resp.header()
