@@ -170,18 +170,8 @@ def test_conflicts_and_errors(server):
 
 def raw(api, method, path, body=None, ctype="application/json"):
     """A request with the client's own certificates, bypassing the generated client."""
-    import ssl
-    import urllib.request
-    import urllib.error
-    cfg = api.configuration
-    ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
-    ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
-    req = urllib.request.Request(cfg.host + path, data=body, method=method, headers={"Content-Type": ctype})
-    try:
-        with urllib.request.urlopen(req, context=ctx) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+    status, resp, _ = raw_with_headers(api, method, path, body, ctype)
+    return status, resp
 
 
 def test_graceful_pod_deletion(server):
