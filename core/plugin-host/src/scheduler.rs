@@ -24,12 +24,11 @@ use bindings::exports::keelson::plugin::{
 };
 use bindings::keelson::plugin::types::PluginError;
 
-pub use bindings::exports::keelson::plugin::filter::FilterResult;
-pub use bindings::exports::keelson::plugin::pre_filter::PreFilterResult;
 pub use bindings::keelson::plugin::scheduler_types::{
-    CycleOutcome, GroupCount, HostPort, NodeAffinity, NodeInfo, NodeSelectorTerm, PodAffinity,
-    PodAffinityTerm, PodInfo, PreferredNodeTerm, Protocol, Taint, TaintEffect, Toleration,
-    TolerationOperator, TopologySpread, UnsatisfiableAction, WeightedPodAffinityTerm,
+    CycleOutcome, FilterResult, GroupCount, HostPort, NodeAffinity, NodeInfo, NodeSelectorTerm,
+    PodAffinity, PodAffinityTerm, PodInfo, PreFilterResult, PreferredNodeTerm, Protocol, Taint,
+    TaintEffect, Toleration, TolerationOperator, TopologySpread, UnsatisfiableAction,
+    WeightedPodAffinityTerm,
 };
 pub use bindings::keelson::plugin::types::{
     NamedQuantity, Resources, SelectorOperator, SelectorRequirement,

@@ -185,8 +185,9 @@ fn least_requested_filters_and_scores_a_node_table() {
         .expect("score")
         .expect("exported");
     assert_eq!(scores, vec![56, 81]);
+    // The policy exports filter and score only, so normalize-score is not called.
     let normalized = plugin.normalize_score(1, &scores).expect("normalize");
-    assert_eq!(normalized, Some(vec![56, 81]));
+    assert_eq!(normalized, None);
     plugin
         .end_cycle(1, CycleOutcome::Scheduled(2))
         .expect("end-cycle");

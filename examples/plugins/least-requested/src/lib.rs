@@ -91,4 +91,4 @@ fn least_requested(node: &NodeInfo, pod: &PodInfo) -> i64 {
     (cpu + memory) / 2
 }
 
-export_scheduler_policy!(LeastRequested);
+export_scheduler_policy!(LeastRequested, exports: [filter, score]);

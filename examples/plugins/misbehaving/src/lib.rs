@@ -64,4 +64,4 @@ impl SchedulerPolicy for Misbehaving {
     }
 }
 
-export_scheduler_policy!(Misbehaving);
+export_scheduler_policy!(Misbehaving, exports: [pre_filter, filter, score, normalize_score]);
