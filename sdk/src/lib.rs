@@ -155,6 +155,19 @@ pub fn log(level: Level, message: &str) {
     }
 }
 
+/// Whether the daemon keeps log records at `level`: check it before formatting a costly
+/// message inside a per-pod call.
+///
+/// ```no_run
+/// use keelson_plugin_sdk::{log, log_enabled, Level};
+/// if log_enabled(Level::Debug) {
+///     log(Level::Debug, &format!("{:?}", (1, 2)));
+/// }
+/// ```
+pub fn log_enabled(level: Level) -> bool {
+    host::log_enabled(level)
+}
+
 /// Exports a [`SchedulerPolicy`] as the plugin's implementation of the `scheduler-policy`
 /// world, as a Wasm component or a native library depending on the build target.
 ///
