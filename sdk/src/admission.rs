@@ -33,6 +33,7 @@ use crate::{AdmissionRequest, AdmissionResponse, ErrorKind, PluginError, plugin_
 /// }
 ///
 /// export_admission_check!(NotInDefault, exports: [validate]);
+/// # fn main() {}
 /// ```
 pub trait AdmissionCheck: Sized + 'static {
     /// The plugin's name, short and kebab-case (`require-owner`).

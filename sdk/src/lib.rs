@@ -54,6 +54,7 @@
 //! }
 //!
 //! export_scheduler_policy!(MostPods, exports: [score]);
+//! # fn main() {}
 //! ```
 
 mod admission;
@@ -188,6 +189,7 @@ pub fn log_enabled(level: Level) -> bool {
 /// }
 ///
 /// export_scheduler_policy!(Noop, exports: [filter, score]);
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! export_scheduler_policy {
@@ -212,6 +214,7 @@ macro_rules! export_scheduler_policy {
 /// }
 ///
 /// export_admission_check!(AllowAll, exports: [validate]);
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! export_admission_check {
@@ -240,6 +243,7 @@ macro_rules! export_admission_check {
 /// }
 ///
 /// export_network_backend!(Nothing);
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! export_network_backend {

@@ -38,7 +38,8 @@ pub fn to_plugin_error(e: NetError) -> PluginError {
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = create_link;
+/// let spec = LinkSpec { name: "kbr0".into(), kind: LinkKind::Bridge, netns: Netns::Host, mtu: Some(1500), mac: None };
+/// match create_link(&spec) { Ok(()) | Err(NetError::Exists) => {}, Err(e) => return Err(e) }
 /// # Ok(()) }
 /// ```
 pub fn create_link(spec: &LinkSpec) -> Result<(), NetError> {
@@ -48,7 +49,10 @@ pub fn create_link(spec: &LinkSpec) -> Result<(), NetError> {
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
-        crate::host::native::call_import(keelson_plugin_abi::imports::HOST_NET_BASE + 0, &(spec,))
+        crate::host::native::call_import(
+            const { keelson_plugin_abi::imports::host_net("create-link") },
+            &(spec,),
+        )
     }
 }
 
@@ -57,7 +61,7 @@ pub fn create_link(spec: &LinkSpec) -> Result<(), NetError> {
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = delete_link;
+/// match delete_link(&Netns::Host, "veth1234") { Ok(()) | Err(NetError::NotFound) => {}, Err(e) => return Err(e) }
 /// # Ok(()) }
 /// ```
 pub fn delete_link(netns: &Netns, name: &str) -> Result<(), NetError> {
@@ -68,7 +72,7 @@ pub fn delete_link(netns: &Netns, name: &str) -> Result<(), NetError> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 1,
+            const { keelson_plugin_abi::imports::host_net("delete-link") },
             &(netns, name),
         )
     }
@@ -79,7 +83,8 @@ pub fn delete_link(netns: &Netns, name: &str) -> Result<(), NetError> {
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = get_link;
+/// let bridge = get_link(&Netns::Host, "kbr0")?;
+/// let _ = (bridge.index, bridge.up);
 /// # Ok(()) }
 /// ```
 pub fn get_link(netns: &Netns, name: &str) -> Result<LinkInfo, NetError> {
@@ -90,7 +95,7 @@ pub fn get_link(netns: &Netns, name: &str) -> Result<LinkInfo, NetError> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 2,
+            const { keelson_plugin_abi::imports::host_net("get-link") },
             &(netns, name),
         )
     }
@@ -101,7 +106,8 @@ pub fn get_link(netns: &Netns, name: &str) -> Result<LinkInfo, NetError> {
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = list_links;
+/// let names: Vec<String> = list_links(&Netns::Host)?.into_iter().map(|l| l.name).collect();
+/// let _ = names;
 /// # Ok(()) }
 /// ```
 pub fn list_links(netns: &Netns) -> Result<Vec<LinkInfo>, NetError> {
@@ -111,7 +117,10 @@ pub fn list_links(netns: &Netns) -> Result<Vec<LinkInfo>, NetError> {
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
-        crate::host::native::call_import(keelson_plugin_abi::imports::HOST_NET_BASE + 3, &(netns,))
+        crate::host::native::call_import(
+            const { keelson_plugin_abi::imports::host_net("list-links") },
+            &(netns,),
+        )
     }
 }
 
@@ -120,7 +129,7 @@ pub fn list_links(netns: &Netns) -> Result<Vec<LinkInfo>, NetError> {
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = move_link;
+/// move_link("tmp-eth0", &Netns::Host, &Netns::Pod("uid-1".into()), Some("eth0"))?;
 /// # Ok(()) }
 /// ```
 pub fn move_link(
@@ -136,7 +145,7 @@ pub fn move_link(
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 4,
+            const { keelson_plugin_abi::imports::host_net("move-link") },
             &(name, source, target, new_name),
         )
     }
@@ -147,7 +156,7 @@ pub fn move_link(
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = set_link_up;
+/// set_link_up(&Netns::Pod("uid-1".into()), "lo", true)?;
 /// # Ok(()) }
 /// ```
 pub fn set_link_up(netns: &Netns, name: &str, up: bool) -> Result<(), NetError> {
@@ -158,7 +167,7 @@ pub fn set_link_up(netns: &Netns, name: &str, up: bool) -> Result<(), NetError> 
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 5,
+            const { keelson_plugin_abi::imports::host_net("set-link-up") },
             &(netns, name, up),
         )
     }
@@ -169,7 +178,7 @@ pub fn set_link_up(netns: &Netns, name: &str, up: bool) -> Result<(), NetError> 
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = set_link_mtu;
+/// set_link_mtu(&Netns::Host, "kbr0", 1450)?;
 /// # Ok(()) }
 /// ```
 pub fn set_link_mtu(netns: &Netns, name: &str, mtu: u32) -> Result<(), NetError> {
@@ -180,7 +189,7 @@ pub fn set_link_mtu(netns: &Netns, name: &str, mtu: u32) -> Result<(), NetError>
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 6,
+            const { keelson_plugin_abi::imports::host_net("set-link-mtu") },
             &(netns, name, mtu),
         )
     }
@@ -191,7 +200,7 @@ pub fn set_link_mtu(netns: &Netns, name: &str, mtu: u32) -> Result<(), NetError>
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = set_link_master;
+/// set_link_master(&Netns::Host, "veth1234", Some("kbr0"))?;
 /// # Ok(()) }
 /// ```
 pub fn set_link_master(netns: &Netns, name: &str, master: Option<&str>) -> Result<(), NetError> {
@@ -202,7 +211,7 @@ pub fn set_link_master(netns: &Netns, name: &str, master: Option<&str>) -> Resul
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 7,
+            const { keelson_plugin_abi::imports::host_net("set-link-master") },
             &(netns, name, master),
         )
     }
@@ -213,7 +222,8 @@ pub fn set_link_master(netns: &Netns, name: &str, master: Option<&str>) -> Resul
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = add_address;
+/// let gw = IpPrefix { address: IpAddress::Ipv4((10, 244, 1, 1)), prefix_length: 24 };
+/// match add_address(&Netns::Host, "kbr0", gw) { Ok(()) | Err(NetError::Exists) => {}, Err(e) => return Err(e) }
 /// # Ok(()) }
 /// ```
 pub fn add_address(netns: &Netns, name: &str, address: IpPrefix) -> Result<(), NetError> {
@@ -224,7 +234,7 @@ pub fn add_address(netns: &Netns, name: &str, address: IpPrefix) -> Result<(), N
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 8,
+            const { keelson_plugin_abi::imports::host_net("add-address") },
             &(netns, name, address),
         )
     }
@@ -235,7 +245,8 @@ pub fn add_address(netns: &Netns, name: &str, address: IpPrefix) -> Result<(), N
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = del_address;
+/// let old = IpPrefix { address: IpAddress::Ipv4((10, 244, 1, 1)), prefix_length: 24 };
+/// del_address(&Netns::Host, "kbr0", old)?;
 /// # Ok(()) }
 /// ```
 pub fn del_address(netns: &Netns, name: &str, address: IpPrefix) -> Result<(), NetError> {
@@ -246,7 +257,7 @@ pub fn del_address(netns: &Netns, name: &str, address: IpPrefix) -> Result<(), N
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 9,
+            const { keelson_plugin_abi::imports::host_net("del-address") },
             &(netns, name, address),
         )
     }
@@ -257,7 +268,8 @@ pub fn del_address(netns: &Netns, name: &str, address: IpPrefix) -> Result<(), N
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = list_addresses;
+/// let on_bridge = list_addresses(&Netns::Host, "kbr0")?;
+/// let _ = on_bridge.len();
 /// # Ok(()) }
 /// ```
 pub fn list_addresses(netns: &Netns, name: &str) -> Result<Vec<IpPrefix>, NetError> {
@@ -268,7 +280,7 @@ pub fn list_addresses(netns: &Netns, name: &str) -> Result<Vec<IpPrefix>, NetErr
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 10,
+            const { keelson_plugin_abi::imports::host_net("list-addresses") },
             &(netns, name),
         )
     }
@@ -279,7 +291,9 @@ pub fn list_addresses(netns: &Netns, name: &str) -> Result<Vec<IpPrefix>, NetErr
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = add_route;
+/// let to_node_b = Route { dst: IpPrefix { address: IpAddress::Ipv4((10, 244, 2, 0)), prefix_length: 24 },
+///     gateway: Some(IpAddress::Ipv4((192, 168, 0, 12))), dev: None, onlink: false, table: None, src: None, metric: None };
+/// add_route(&Netns::Host, &to_node_b)?;
 /// # Ok(()) }
 /// ```
 pub fn add_route(netns: &Netns, route: &Route) -> Result<(), NetError> {
@@ -290,7 +304,7 @@ pub fn add_route(netns: &Netns, route: &Route) -> Result<(), NetError> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 11,
+            const { keelson_plugin_abi::imports::host_net("add-route") },
             &(netns, route),
         )
     }
@@ -301,7 +315,9 @@ pub fn add_route(netns: &Netns, route: &Route) -> Result<(), NetError> {
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = replace_route;
+/// let default = Route { dst: IpPrefix { address: IpAddress::Ipv4((0, 0, 0, 0)), prefix_length: 0 },
+///     gateway: Some(IpAddress::Ipv4((10, 244, 1, 1))), dev: Some("eth0".into()), onlink: false, table: None, src: None, metric: None };
+/// replace_route(&Netns::Pod("uid-1".into()), &default)?;
 /// # Ok(()) }
 /// ```
 pub fn replace_route(netns: &Netns, route: &Route) -> Result<(), NetError> {
@@ -312,7 +328,7 @@ pub fn replace_route(netns: &Netns, route: &Route) -> Result<(), NetError> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 12,
+            const { keelson_plugin_abi::imports::host_net("replace-route") },
             &(netns, route),
         )
     }
@@ -323,7 +339,9 @@ pub fn replace_route(netns: &Netns, route: &Route) -> Result<(), NetError> {
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = del_route;
+/// for route in list_routes(&Netns::Host, None)? {
+///     if route.dev.as_deref() == Some("flannel.1") { del_route(&Netns::Host, &route)?; }
+/// }
 /// # Ok(()) }
 /// ```
 pub fn del_route(netns: &Netns, route: &Route) -> Result<(), NetError> {
@@ -334,7 +352,7 @@ pub fn del_route(netns: &Netns, route: &Route) -> Result<(), NetError> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 13,
+            const { keelson_plugin_abi::imports::host_net("del-route") },
             &(netns, route),
         )
     }
@@ -345,7 +363,8 @@ pub fn del_route(netns: &Netns, route: &Route) -> Result<(), NetError> {
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = list_routes;
+/// let main_table = list_routes(&Netns::Host, None)?;
+/// let _ = main_table.len();
 /// # Ok(()) }
 /// ```
 pub fn list_routes(netns: &Netns, table: Option<u32>) -> Result<Vec<Route>, NetError> {
@@ -356,7 +375,7 @@ pub fn list_routes(netns: &Netns, table: Option<u32>) -> Result<Vec<Route>, NetE
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 14,
+            const { keelson_plugin_abi::imports::host_net("list-routes") },
             &(netns, table),
         )
     }
@@ -367,7 +386,8 @@ pub fn list_routes(netns: &Netns, table: Option<u32>) -> Result<Vec<Route>, NetE
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = set_neighbour;
+/// let peer = Neighbour { dev: "flannel.1".into(), address: IpAddress::Ipv4((10, 244, 2, 0)), mac: (0x0a, 0x58, 0x0a, 0xf4, 0x02, 0x00) };
+/// set_neighbour(&Netns::Host, &peer)?;
 /// # Ok(()) }
 /// ```
 pub fn set_neighbour(netns: &Netns, entry: &Neighbour) -> Result<(), NetError> {
@@ -378,7 +398,7 @@ pub fn set_neighbour(netns: &Netns, entry: &Neighbour) -> Result<(), NetError> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 15,
+            const { keelson_plugin_abi::imports::host_net("set-neighbour") },
             &(netns, entry),
         )
     }
@@ -389,7 +409,7 @@ pub fn set_neighbour(netns: &Netns, entry: &Neighbour) -> Result<(), NetError> {
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = del_neighbour;
+/// del_neighbour(&Netns::Host, "flannel.1", IpAddress::Ipv4((10, 244, 2, 0)))?;
 /// # Ok(()) }
 /// ```
 pub fn del_neighbour(netns: &Netns, dev: &str, address: IpAddress) -> Result<(), NetError> {
@@ -400,7 +420,7 @@ pub fn del_neighbour(netns: &Netns, dev: &str, address: IpAddress) -> Result<(),
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 16,
+            const { keelson_plugin_abi::imports::host_net("del-neighbour") },
             &(netns, dev, address),
         )
     }
@@ -411,7 +431,8 @@ pub fn del_neighbour(netns: &Netns, dev: &str, address: IpAddress) -> Result<(),
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = add_fdb;
+/// let entry = FdbEntry { dev: "flannel.1".into(), mac: (0x0a, 0x58, 0x0a, 0xf4, 0x02, 0x00), dst: Some(IpAddress::Ipv4((192, 168, 0, 12))), vni: None, port: None };
+/// add_fdb(&Netns::Host, &entry)?;
 /// # Ok(()) }
 /// ```
 pub fn add_fdb(netns: &Netns, entry: &FdbEntry) -> Result<(), NetError> {
@@ -422,7 +443,7 @@ pub fn add_fdb(netns: &Netns, entry: &FdbEntry) -> Result<(), NetError> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 17,
+            const { keelson_plugin_abi::imports::host_net("add-fdb") },
             &(netns, entry),
         )
     }
@@ -433,7 +454,8 @@ pub fn add_fdb(netns: &Netns, entry: &FdbEntry) -> Result<(), NetError> {
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = del_fdb;
+/// let entry = FdbEntry { dev: "flannel.1".into(), mac: (0x0a, 0x58, 0x0a, 0xf4, 0x02, 0x00), dst: Some(IpAddress::Ipv4((192, 168, 0, 12))), vni: None, port: None };
+/// del_fdb(&Netns::Host, &entry)?;
 /// # Ok(()) }
 /// ```
 pub fn del_fdb(netns: &Netns, entry: &FdbEntry) -> Result<(), NetError> {
@@ -444,7 +466,7 @@ pub fn del_fdb(netns: &Netns, entry: &FdbEntry) -> Result<(), NetError> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 18,
+            const { keelson_plugin_abi::imports::host_net("del-fdb") },
             &(netns, entry),
         )
     }
@@ -455,7 +477,7 @@ pub fn del_fdb(netns: &Netns, entry: &FdbEntry) -> Result<(), NetError> {
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = set_forwarding;
+/// set_forwarding(&Netns::Host, AddressFamily::Ipv4, None, true)?;
 /// # Ok(()) }
 /// ```
 pub fn set_forwarding(
@@ -471,7 +493,7 @@ pub fn set_forwarding(
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 19,
+            const { keelson_plugin_abi::imports::host_net("set-forwarding") },
             &(netns, family, dev, enabled),
         )
     }
@@ -482,7 +504,7 @@ pub fn set_forwarding(
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = ovs_add_bridge;
+/// ovs_add_bridge("obr0", OvsDatapath::Netdev)?;
 /// # Ok(()) }
 /// ```
 pub fn ovs_add_bridge(name: &str, datapath: OvsDatapath) -> Result<(), NetError> {
@@ -493,7 +515,7 @@ pub fn ovs_add_bridge(name: &str, datapath: OvsDatapath) -> Result<(), NetError>
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 20,
+            const { keelson_plugin_abi::imports::host_net("ovs-add-bridge") },
             &(name, datapath),
         )
     }
@@ -504,7 +526,7 @@ pub fn ovs_add_bridge(name: &str, datapath: OvsDatapath) -> Result<(), NetError>
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = ovs_del_bridge;
+/// ovs_del_bridge("obr0")?;
 /// # Ok(()) }
 /// ```
 pub fn ovs_del_bridge(name: &str) -> Result<(), NetError> {
@@ -514,7 +536,10 @@ pub fn ovs_del_bridge(name: &str) -> Result<(), NetError> {
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
-        crate::host::native::call_import(keelson_plugin_abi::imports::HOST_NET_BASE + 21, &(name,))
+        crate::host::native::call_import(
+            const { keelson_plugin_abi::imports::host_net("ovs-del-bridge") },
+            &(name,),
+        )
     }
 }
 
@@ -523,7 +548,7 @@ pub fn ovs_del_bridge(name: &str) -> Result<(), NetError> {
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = ovs_add_port;
+/// ovs_add_port("obr0", "vxlan0", OvsPortType::Vxlan, &[("remote_ip".into(), "flow".into())])?;
 /// # Ok(()) }
 /// ```
 pub fn ovs_add_port(
@@ -539,7 +564,7 @@ pub fn ovs_add_port(
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 22,
+            const { keelson_plugin_abi::imports::host_net("ovs-add-port") },
             &(bridge, port, port_type, options),
         )
     }
@@ -550,7 +575,7 @@ pub fn ovs_add_port(
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = ovs_del_port;
+/// ovs_del_port("obr0", "veth1234")?;
 /// # Ok(()) }
 /// ```
 pub fn ovs_del_port(bridge: &str, port: &str) -> Result<(), NetError> {
@@ -561,7 +586,7 @@ pub fn ovs_del_port(bridge: &str, port: &str) -> Result<(), NetError> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 23,
+            const { keelson_plugin_abi::imports::host_net("ovs-del-port") },
             &(bridge, port),
         )
     }
@@ -572,7 +597,7 @@ pub fn ovs_del_port(bridge: &str, port: &str) -> Result<(), NetError> {
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = ovs_add_flows;
+/// ovs_add_flows("obr0", &["table=0,priority=100,ip,nw_dst=10.244.2.0/24,actions=output:1".into()])?;
 /// # Ok(()) }
 /// ```
 pub fn ovs_add_flows(bridge: &str, flows: &[String]) -> Result<(), NetError> {
@@ -583,7 +608,7 @@ pub fn ovs_add_flows(bridge: &str, flows: &[String]) -> Result<(), NetError> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 24,
+            const { keelson_plugin_abi::imports::host_net("ovs-add-flows") },
             &(bridge, flows),
         )
     }
@@ -594,7 +619,7 @@ pub fn ovs_add_flows(bridge: &str, flows: &[String]) -> Result<(), NetError> {
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = ovs_del_flows;
+/// ovs_del_flows("obr0", Some("ip,nw_dst=10.244.2.0/24"))?;
 /// # Ok(()) }
 /// ```
 pub fn ovs_del_flows(bridge: &str, flow_match: Option<&str>) -> Result<(), NetError> {
@@ -605,7 +630,7 @@ pub fn ovs_del_flows(bridge: &str, flow_match: Option<&str>) -> Result<(), NetEr
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 25,
+            const { keelson_plugin_abi::imports::host_net("ovs-del-flows") },
             &(bridge, flow_match),
         )
     }
@@ -616,7 +641,8 @@ pub fn ovs_del_flows(bridge: &str, flow_match: Option<&str>) -> Result<(), NetEr
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = node_pod_cidrs;
+/// let ipv4 = node_pod_cidrs()?.into_iter().find(|c| matches!(c.address, IpAddress::Ipv4(_)));
+/// let _ = ipv4;
 /// # Ok(()) }
 /// ```
 pub fn node_pod_cidrs() -> Result<Vec<IpPrefix>, NetError> {
@@ -626,7 +652,10 @@ pub fn node_pod_cidrs() -> Result<Vec<IpPrefix>, NetError> {
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
-        crate::host::native::call_import(keelson_plugin_abi::imports::HOST_NET_BASE + 26, &())
+        crate::host::native::call_import(
+            const { keelson_plugin_abi::imports::host_net("node-pod-cidrs") },
+            &(),
+        )
     }
 }
 
@@ -635,7 +664,8 @@ pub fn node_pod_cidrs() -> Result<Vec<IpPrefix>, NetError> {
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = node_addresses;
+/// let internal = node_addresses()?.into_iter().filter(|a| a.kind == NodeAddressKind::InternalIp).count();
+/// let _ = internal;
 /// # Ok(()) }
 /// ```
 pub fn node_addresses() -> Result<Vec<NodeAddress>, NetError> {
@@ -645,7 +675,10 @@ pub fn node_addresses() -> Result<Vec<NodeAddress>, NetError> {
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
-        crate::host::native::call_import(keelson_plugin_abi::imports::HOST_NET_BASE + 27, &())
+        crate::host::native::call_import(
+            const { keelson_plugin_abi::imports::host_net("node-addresses") },
+            &(),
+        )
     }
 }
 
@@ -654,7 +687,8 @@ pub fn node_addresses() -> Result<Vec<NodeAddress>, NetError> {
 /// ```no_run
 /// # use keelson_plugin_sdk::{net::*, *};
 /// # fn f() -> Result<(), NetError> {
-/// # let _ = default_interface;
+/// let uplink = default_interface(AddressFamily::Ipv4)?;
+/// let _ = uplink.mtu;
 /// # Ok(()) }
 /// ```
 pub fn default_interface(family: AddressFamily) -> Result<LinkInfo, NetError> {
@@ -665,7 +699,7 @@ pub fn default_interface(family: AddressFamily) -> Result<LinkInfo, NetError> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         crate::host::native::call_import(
-            keelson_plugin_abi::imports::HOST_NET_BASE + 28,
+            const { keelson_plugin_abi::imports::host_net("default-interface") },
             &(family,),
         )
     }

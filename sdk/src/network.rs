@@ -38,6 +38,7 @@ use crate::{
 /// }
 ///
 /// export_network_backend!(LoopbackOnly);
+/// # fn main() {}
 /// ```
 pub trait NetworkBackend: Sized + 'static {
     /// The plugin's name, short and kebab-case (`bridge`, `vxlan`).
@@ -175,7 +176,7 @@ pub trait NetworkBackend: Sized + 'static {
     /// # fn attach_pod(&mut self, _: &AttachRequest) -> Result<AttachResult, PluginError> { unimplemented!() }
     /// fn detach_pod(&mut self, request: &DetachRequest) -> Result<(), PluginError> {
     ///     match net::delete_link(&Netns::Host, &format!("veth{}", &request.pod_uid[..8])) {
-    ///         Ok(()) | Err(NetError::NotFound) => Ok(()),
+    ///         Ok(()) | Err(net::NetError::NotFound) => Ok(()),
     ///         Err(e) => Err(net::to_plugin_error(e)),
     ///     }
     /// }

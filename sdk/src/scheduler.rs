@@ -126,6 +126,7 @@ impl NodeTable {
 /// }
 ///
 /// export_scheduler_policy!(ReadyOnly, exports: [filter]);
+/// # fn main() {}
 /// ```
 pub trait SchedulerPolicy: Sized + 'static {
     /// The plugin's name, short and kebab-case (`zone-spread`); used in the host's logs,

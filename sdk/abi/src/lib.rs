@@ -233,6 +233,32 @@ pub mod imports {
         "default-interface",
     ];
 
+    /// The id of the `host-net` function named `name`, for constants: naming a function that
+    /// does not exist fails the build.
+    ///
+    /// ```
+    /// use keelson_plugin_abi::imports::{host_net, HOST_NET_BASE};
+    /// const SET_LINK_UP: u32 = host_net("set-link-up");
+    /// assert_eq!(SET_LINK_UP, HOST_NET_BASE + 5);
+    /// ```
+    pub const fn host_net(name: &str) -> u32 {
+        let mut i = 0;
+        while i < HOST_NET.len() {
+            let (a, b) = (HOST_NET[i].as_bytes(), name.as_bytes());
+            if a.len() == b.len() {
+                let mut j = 0;
+                while j < a.len() && a[j] == b[j] {
+                    j += 1;
+                }
+                if j == a.len() {
+                    return HOST_NET_BASE + i as u32;
+                }
+            }
+            i += 1;
+        }
+        panic!("no such host-net function")
+    }
+
     /// The id of the `host-net` function named `name`.
     ///
     /// ```

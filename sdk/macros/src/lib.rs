@@ -53,6 +53,17 @@ struct Point {
     guest_impl: TokenStream2,
 }
 
+/// What a plugin kind contributes: its base world, the `with` mappings to the SDK's types, the
+/// SDK module of its glue, the `Guest` impls every plugin of the kind has, and its optional
+/// exports by the name used in the export macro.
+type KindGlue = (
+    &'static str,
+    Vec<(&'static str, TokenStream2)>,
+    Ident,
+    TokenStream2,
+    Vec<(&'static str, Point)>,
+);
+
 fn wit_dir() -> String {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit");
     dir.canonicalize()
@@ -67,13 +78,7 @@ fn expand(input: ExportInput) -> syn::Result<TokenStream2> {
     let sdk = quote!(::keelson_plugin_sdk);
     let rt = quote!(#sdk::__private);
 
-    let (world, with, kind_mod, base_impls, points): (
-        &str,
-        Vec<(&str, TokenStream2)>,
-        Ident,
-        TokenStream2,
-        Vec<(&str, Point)>,
-    ) = match kind.as_str() {
+    let (world, with, kind_mod, base_impls, points): KindGlue = match kind.as_str() {
         "scheduler" => (
             "keelson:plugin/scheduler-policy-base@0.1.0",
             vec![

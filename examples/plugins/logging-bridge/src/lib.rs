@@ -126,7 +126,11 @@ impl LoggingBridge {
     }
 
     fn host_veth(sandbox_id: &str) -> String {
-        let short: String = sandbox_id.chars().filter(char::is_ascii_alphanumeric).take(11).collect();
+        let short: String = sandbox_id
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(11)
+            .collect();
         format!("veth{short}")
     }
 
@@ -157,7 +161,10 @@ impl NetworkBackend for LoggingBridge {
             ));
         }
         if !(576..=65535).contains(&o.mtu) {
-            return Err(plugin_error(ErrorKind::InvalidConfig, "option \"mtu\" must be 576 to 65535"));
+            return Err(plugin_error(
+                ErrorKind::InvalidConfig,
+                "option \"mtu\" must be 576 to 65535",
+            ));
         }
         Ok(LoggingBridge {
             bridge: o.bridge,
@@ -169,11 +176,20 @@ impl NetworkBackend for LoggingBridge {
 
     fn node_added(&mut self, node: &NodeNetworkInfo) -> Result<(), PluginError> {
         if !node.is_local {
-            log(Level::Info, &format!("node {} joined; a bridge network is node-local, nothing to do", node.name));
+            log(
+                Level::Info,
+                &format!(
+                    "node {} joined; a bridge network is node-local, nothing to do",
+                    node.name
+                ),
+            );
             return Ok(());
         }
         let Some(cidr) = node.pod_cidrs.iter().find_map(Cidr::from_prefix) else {
-            log(Level::Info, &format!("local node {} has no IPv4 pod CIDR yet", node.name));
+            log(
+                Level::Info,
+                &format!("local node {} has no IPv4 pod CIDR yet", node.name),
+            );
             return Ok(());
         };
         self.cidr = Some(cidr);
@@ -184,13 +200,19 @@ impl NetworkBackend for LoggingBridge {
             mtu: Some(self.mtu),
             mac: None,
         };
-        step(&format!("create bridge {}", self.bridge), idempotent(net::create_link(&bridge)))?;
+        step(
+            &format!("create bridge {}", self.bridge),
+            idempotent(net::create_link(&bridge)),
+        )?;
         let gateway = cidr.with_prefix(cidr.address(1));
         step(
             &format!("address bridge {}", self.bridge),
             idempotent(net::add_address(&Netns::Host, &self.bridge, gateway)),
         )?;
-        step(&format!("set {} up", self.bridge), net::set_link_up(&Netns::Host, &self.bridge, true))?;
+        step(
+            &format!("set {} up", self.bridge),
+            net::set_link_up(&Netns::Host, &self.bridge, true),
+        )?;
         step(
             "enable IPv4 forwarding",
             net::set_forwarding(&Netns::Host, AddressFamily::Ipv4, None, true),
@@ -201,7 +223,13 @@ impl NetworkBackend for LoggingBridge {
         let cidr = self.cidr()?;
         for a in &pod.addresses {
             if let Some(offset) = cidr.offset_of(&a.address.address) {
-                log(Level::Info, &format!("restore {}/{}: offset {offset}", pod.pod_namespace, pod.pod_name));
+                log(
+                    Level::Info,
+                    &format!(
+                        "restore {}/{}: offset {offset}",
+                        pod.pod_namespace, pod.pod_name
+                    ),
+                );
                 self.allocated.insert(pod.sandbox_id.clone(), offset);
             }
         }
@@ -224,19 +252,31 @@ impl NetworkBackend for LoggingBridge {
             mtu: Some(self.mtu),
             mac: None,
         };
-        step(&format!("{who}: create veth {host_end}"), idempotent(net::create_link(&veth)))?;
+        step(
+            &format!("{who}: create veth {host_end}"),
+            idempotent(net::create_link(&veth)),
+        )?;
         step(
             &format!("{who}: attach {host_end} to {}", self.bridge),
             net::set_link_master(&Netns::Host, &host_end, Some(&self.bridge)),
         )?;
-        step(&format!("{who}: set {host_end} up"), net::set_link_up(&Netns::Host, &host_end, true))?;
+        step(
+            &format!("{who}: set {host_end} up"),
+            net::set_link_up(&Netns::Host, &host_end, true),
+        )?;
         let address = cidr.with_prefix(cidr.address(offset));
         step(
             &format!("{who}: address {}", request.interface_name),
             idempotent(net::add_address(&pod_ns, &request.interface_name, address)),
         )?;
-        step(&format!("{who}: set {} up", request.interface_name), net::set_link_up(&pod_ns, &request.interface_name, true))?;
-        step(&format!("{who}: set lo up"), net::set_link_up(&pod_ns, "lo", true))?;
+        step(
+            &format!("{who}: set {} up", request.interface_name),
+            net::set_link_up(&pod_ns, &request.interface_name, true),
+        )?;
+        step(
+            &format!("{who}: set lo up"),
+            net::set_link_up(&pod_ns, "lo", true),
+        )?;
         let gateway = cidr.address(1);
         let default = Route {
             dst: IpPrefix {
@@ -250,7 +290,10 @@ impl NetworkBackend for LoggingBridge {
             src: None,
             metric: None,
         };
-        step(&format!("{who}: default route"), net::replace_route(&pod_ns, &default))?;
+        step(
+            &format!("{who}: default route"),
+            net::replace_route(&pod_ns, &default),
+        )?;
         Ok(AttachResult {
             addresses: vec![PodAddress {
                 address,
@@ -267,7 +310,9 @@ impl NetworkBackend for LoggingBridge {
         let who = format!("{}/{}", request.pod_namespace, request.pod_name);
         match net::delete_link(&Netns::Host, &host_end) {
             Ok(()) => log(Level::Info, &format!("{who}: delete veth {host_end}: ok")),
-            Err(NetError::NotFound) => log(Level::Info, &format!("{who}: veth {host_end} already gone")),
+            Err(NetError::NotFound) => {
+                log(Level::Info, &format!("{who}: veth {host_end} already gone"))
+            }
             Err(e) => return step(&format!("{who}: delete veth {host_end}"), Err(e)),
         }
         if let Some(offset) = self.allocated.remove(&request.sandbox_id) {
@@ -306,45 +351,93 @@ mod tests {
         let h = ready();
         let calls = h.net_calls();
         let names: Vec<&str> = calls.iter().map(|c| c.name).collect();
-        assert_eq!(names, ["create-link", "add-address", "set-link-up", "set-forwarding"]);
+        assert_eq!(
+            names,
+            [
+                "create-link",
+                "add-address",
+                "set-link-up",
+                "set-forwarding"
+            ]
+        );
         let (spec,): (LinkSpec,) = calls[0].args().expect("args");
-        assert_eq!((spec.name.as_str(), spec.kind.clone()), ("kbr0", LinkKind::Bridge));
+        assert_eq!(
+            (spec.name.as_str(), spec.kind.clone()),
+            ("kbr0", LinkKind::Bridge)
+        );
         let (_, _, address): (Netns, String, IpPrefix) = calls[1].args().expect("args");
-        assert_eq!(address, IpPrefix { address: IpAddress::Ipv4((10, 244, 1, 1)), prefix_length: 24 });
+        assert_eq!(
+            address,
+            IpPrefix {
+                address: IpAddress::Ipv4((10, 244, 1, 1)),
+                prefix_length: 24
+            }
+        );
         assert!(h.logs().iter().all(|(l, _)| *l == Level::Info));
     }
 
     #[test]
     fn pods_get_consecutive_addresses_and_release_them() {
         let mut h = ready();
-        let a = h.attach_pod(&attach_request("a", "uid-a")).expect("attach a");
-        let b = h.attach_pod(&attach_request("b", "uid-b")).expect("attach b");
-        assert_eq!(a.addresses[0].address.address, IpAddress::Ipv4((10, 244, 1, 2)));
-        assert_eq!(b.addresses[0].address.address, IpAddress::Ipv4((10, 244, 1, 3)));
-        assert_eq!(a.addresses[0].gateway, Some(IpAddress::Ipv4((10, 244, 1, 1))));
+        let a = h
+            .attach_pod(&attach_request("a", "uid-a"))
+            .expect("attach a");
+        let b = h
+            .attach_pod(&attach_request("b", "uid-b"))
+            .expect("attach b");
+        assert_eq!(
+            a.addresses[0].address.address,
+            IpAddress::Ipv4((10, 244, 1, 2))
+        );
+        assert_eq!(
+            b.addresses[0].address.address,
+            IpAddress::Ipv4((10, 244, 1, 3))
+        );
+        assert_eq!(
+            a.addresses[0].gateway,
+            Some(IpAddress::Ipv4((10, 244, 1, 1)))
+        );
         // Attaching again gives the same answer.
-        assert_eq!(h.attach_pod(&attach_request("a", "uid-a")).expect("again"), a);
+        assert_eq!(
+            h.attach_pod(&attach_request("a", "uid-a")).expect("again"),
+            a
+        );
 
         h.detach_pod(&detach_request("a", "uid-a")).expect("detach");
-        let c = h.attach_pod(&attach_request("c", "uid-c")).expect("attach c");
-        assert_eq!(c.addresses[0].address.address, IpAddress::Ipv4((10, 244, 1, 2)));
+        let c = h
+            .attach_pod(&attach_request("c", "uid-c"))
+            .expect("attach c");
+        assert_eq!(
+            c.addresses[0].address.address,
+            IpAddress::Ipv4((10, 244, 1, 2))
+        );
     }
 
     #[test]
     fn a_veth_that_is_already_gone_is_not_an_error() {
         let mut h = ready();
-        h.respond("delete-link", &Err::<(), _>(NetError::NotFound)).expect("respond");
+        h.respond("delete-link", &Err::<(), _>(NetError::NotFound))
+            .expect("respond");
         h.detach_pod(&detach_request("x", "uid-x")).expect("detach");
     }
 
     #[test]
     fn host_failures_name_the_step() {
         let mut h = ready();
-        h.respond("set-link-master", &Err::<(), _>(NetError::Other("no such bridge".into())))
-            .expect("respond");
-        let e = h.attach_pod(&attach_request("a", "uid-a")).expect_err("must fail");
+        h.respond(
+            "set-link-master",
+            &Err::<(), _>(NetError::Other("no such bridge".into())),
+        )
+        .expect("respond");
+        let e = h
+            .attach_pod(&attach_request("a", "uid-a"))
+            .expect_err("must fail");
         assert_eq!(e.kind, ErrorKind::Unavailable);
-        assert!(e.message.contains("attach vethsandboxuida to kbr0"), "{}", e.message);
+        assert!(
+            e.message.contains("attach vethsandboxuida to kbr0"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -357,19 +450,30 @@ mod tests {
             sandbox_id: "sandbox-old".into(),
             interface_name: "eth0".into(),
             addresses: vec![PodAddress {
-                address: IpPrefix { address: IpAddress::Ipv4((10, 244, 1, 2)), prefix_length: 24 },
+                address: IpPrefix {
+                    address: IpAddress::Ipv4((10, 244, 1, 2)),
+                    prefix_length: 24,
+                },
                 gateway: None,
             }],
         };
         h.restore_pod(&pod).expect("restore");
-        let n = h.attach_pod(&attach_request("new", "uid-new")).expect("attach");
-        assert_eq!(n.addresses[0].address.address, IpAddress::Ipv4((10, 244, 1, 3)));
+        let n = h
+            .attach_pod(&attach_request("new", "uid-new"))
+            .expect("attach");
+        assert_eq!(
+            n.addresses[0].address.address,
+            IpAddress::Ipv4((10, 244, 1, 3))
+        );
     }
 
     #[test]
     fn attach_before_a_cidr_is_unavailable() {
-        let mut h = NetworkHarness::<LoggingBridge>::new(r#"{"bridge":"cbr0","mtu":1450}"#).expect("configure");
-        let e = h.attach_pod(&attach_request("a", "1")).expect_err("no cidr");
+        let mut h = NetworkHarness::<LoggingBridge>::new(r#"{"bridge":"cbr0","mtu":1450}"#)
+            .expect("configure");
+        let e = h
+            .attach_pod(&attach_request("a", "1"))
+            .expect_err("no cidr");
         assert_eq!(e.kind, ErrorKind::Unavailable);
         assert!(NetworkHarness::<LoggingBridge>::new(r#"{"mtu":10}"#).is_err());
     }

@@ -9,8 +9,8 @@
 //! `{"label": "owner", "resources": ["pods", "replicationcontrollers", "services"]}`.
 
 use keelson_plugin_sdk::{
-    AdmissionCheck, AdmissionRequest, AdmissionResponse, ErrorKind, Level, Operation,
-    PluginError, allow, cluster, deny, export_admission_check, log, patch, plugin_error,
+    AdmissionCheck, AdmissionRequest, AdmissionResponse, ErrorKind, Level, Operation, PluginError,
+    allow, cluster, deny, export_admission_check, log, patch, plugin_error,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -62,8 +62,10 @@ impl RequireOwner {
     }
 
     fn namespace_owner(&self, namespace: &str) -> Result<Option<String>, PluginError> {
-        let found = cluster::get_object(&cluster::core("namespaces"), None, namespace)
-            .map_err(|e| plugin_error(ErrorKind::Unavailable, format!("namespace lookup: {e:?}")))?;
+        let found =
+            cluster::get_object(&cluster::core("namespaces"), None, namespace).map_err(|e| {
+                plugin_error(ErrorKind::Unavailable, format!("namespace lookup: {e:?}"))
+            })?;
         let Some(text) = found else { return Ok(None) };
         let ns: Value = serde_json::from_str(&text)
             .map_err(|e| plugin_error(ErrorKind::Internal, e.to_string()))?;
@@ -83,7 +85,10 @@ impl AdmissionCheck for RequireOwner {
         let o: Options = serde_json::from_str(options)
             .map_err(|e| plugin_error(ErrorKind::InvalidConfig, e.to_string()))?;
         if o.label.is_empty() {
-            return Err(plugin_error(ErrorKind::InvalidConfig, "option \"label\" must not be empty"));
+            return Err(plugin_error(
+                ErrorKind::InvalidConfig,
+                "option \"label\" must not be empty",
+            ));
         }
         Ok(RequireOwner {
             label: o.label,
@@ -107,10 +112,18 @@ impl AdmissionCheck for RequireOwner {
         };
         log(
             Level::Info,
-            &format!("{} {}/{}: owner {owner} from the namespace", request.resource.resource, namespace, request.name.as_deref().unwrap_or("")),
+            &format!(
+                "{} {}/{}: owner {owner} from the namespace",
+                request.resource.resource,
+                namespace,
+                request.name.as_deref().unwrap_or("")
+            ),
         );
         let value = Value::String(owner);
-        let ops = if object.pointer("/metadata/labels").is_some_and(Value::is_object) {
+        let ops = if object
+            .pointer("/metadata/labels")
+            .is_some_and(Value::is_object)
+        {
             serde_json::json!([{"op": "add", "path": format!("/metadata/labels/{}", pointer_token(&self.label)), "value": value}])
         } else {
             serde_json::json!([{"op": "add", "path": "/metadata/labels", "value": {self.label.clone(): value}}])
@@ -151,14 +164,25 @@ mod tests {
             &[("owner", "alice")],
             r#"{"metadata":{"name":"team-a","labels":{"owner":"alice"}}}"#,
         );
-        h.add_object(cluster::core("namespaces"), None, "loose", &[], r#"{"metadata":{"name":"loose"}}"#);
+        h.add_object(
+            cluster::core("namespaces"),
+            None,
+            "loose",
+            &[],
+            r#"{"metadata":{"name":"loose"}}"#,
+        );
         h
     }
 
     #[test]
     fn a_pod_with_an_owner_is_allowed_untouched() {
         let mut h = harness();
-        let r = create_request("Pod", "pods", Some("loose"), r#"{"metadata":{"labels":{"owner":"bob"}}}"#);
+        let r = create_request(
+            "Pod",
+            "pods",
+            Some("loose"),
+            r#"{"metadata":{"labels":{"owner":"bob"}}}"#,
+        );
         assert_eq!(h.mutate(&r).expect("mutate"), allow());
         assert_eq!(h.validate(&r).expect("validate"), allow());
     }
@@ -166,21 +190,42 @@ mod tests {
     #[test]
     fn the_namespace_owner_is_patched_in() {
         let mut h = harness();
-        let r = create_request("Pod", "pods", Some("team-a"), r#"{"metadata":{"name":"p"}}"#);
+        let r = create_request(
+            "Pod",
+            "pods",
+            Some("team-a"),
+            r#"{"metadata":{"name":"p"}}"#,
+        );
         let m = h.mutate(&r).expect("mutate");
         assert!(m.allowed);
-        assert_eq!(m.patch.as_deref(), Some(r#"[{"op":"add","path":"/metadata/labels","value":{"owner":"alice"}}]"#));
+        assert_eq!(
+            m.patch.as_deref(),
+            Some(r#"[{"op":"add","path":"/metadata/labels","value":{"owner":"alice"}}]"#)
+        );
         assert!(h.logs().iter().any(|(_, msg)| msg.contains("owner alice")));
 
-        let r = create_request("Pod", "pods", Some("team-a"), r#"{"metadata":{"labels":{"app":"web"}}}"#);
+        let r = create_request(
+            "Pod",
+            "pods",
+            Some("team-a"),
+            r#"{"metadata":{"labels":{"app":"web"}}}"#,
+        );
         let m = h.mutate(&r).expect("mutate");
-        assert_eq!(m.patch.as_deref(), Some(r#"[{"op":"add","path":"/metadata/labels/owner","value":"alice"}]"#));
+        assert_eq!(
+            m.patch.as_deref(),
+            Some(r#"[{"op":"add","path":"/metadata/labels/owner","value":"alice"}]"#)
+        );
     }
 
     #[test]
     fn a_pod_without_an_owner_is_denied() {
         let mut h = harness();
-        let r = create_request("Pod", "pods", Some("loose"), r#"{"metadata":{"labels":{"owner":""}}}"#);
+        let r = create_request(
+            "Pod",
+            "pods",
+            Some("loose"),
+            r#"{"metadata":{"labels":{"owner":""}}}"#,
+        );
         assert!(h.mutate(&r).expect("mutate").patch.is_none());
         let v = h.validate(&r).expect("validate");
         assert!(!v.allowed);
@@ -202,8 +247,15 @@ mod tests {
     fn options_are_checked() {
         assert!(AdmissionHarness::<RequireOwner>::new(r#"{"label":""}"#).is_err());
         assert!(AdmissionHarness::<RequireOwner>::new(r#"{"lable":"x"}"#).is_err());
-        let mut h = AdmissionHarness::<RequireOwner>::new(r#"{"label":"team","resources":["configmaps"]}"#).expect("configure");
-        let r = create_request("ConfigMap", "configmaps", Some("x"), r#"{"metadata":{"labels":{"owner":"a"}}}"#);
+        let mut h =
+            AdmissionHarness::<RequireOwner>::new(r#"{"label":"team","resources":["configmaps"]}"#)
+                .expect("configure");
+        let r = create_request(
+            "ConfigMap",
+            "configmaps",
+            Some("x"),
+            r#"{"metadata":{"labels":{"owner":"a"}}}"#,
+        );
         assert!(!h.validate(&r).expect("validate").allowed);
     }
 }

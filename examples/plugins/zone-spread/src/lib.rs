@@ -84,7 +84,13 @@ impl SchedulerPolicy for ZoneSpread {
             *self.zone_counts.entry(zone.to_string()).or_default() += on_node;
         }
         if log_enabled(Level::Debug) {
-            log(Level::Debug, &format!("zone counts for {}/{}: {:?}", pod.namespace, pod.name, self.zone_counts));
+            log(
+                Level::Debug,
+                &format!(
+                    "zone counts for {}/{}: {:?}",
+                    pod.namespace, pod.name, self.zone_counts
+                ),
+            );
         }
         // Spreading only scores; every node stays a candidate.
         Ok(PreFilterResult::Skip)
@@ -132,7 +138,10 @@ mod tests {
     fn in_zone(name: &str, zone: &str, web_pods: u32) -> NodeInfo {
         let mut n = node(name).label(DEFAULT_ZONE_LABEL, zone).build();
         if web_pods > 0 {
-            n.group_counts = vec![GroupCount { group: 7, count: web_pods }];
+            n.group_counts = vec![GroupCount {
+                group: 7,
+                count: web_pods,
+            }];
         }
         n
     }
@@ -166,7 +175,8 @@ mod tests {
 
     #[test]
     fn nodes_without_a_zone_score_zero_unless_none_has_one() {
-        let mut h = SchedulerHarness::<ZoneSpread>::new(r#"{"zoneLabel":"rack"}"#).expect("configure");
+        let mut h =
+            SchedulerHarness::<ZoneSpread>::new(r#"{"zoneLabel":"rack"}"#).expect("configure");
         let plain = h.add_node(node("plain").build());
         let d = h.schedule(&pod("p").build()).expect("cycle");
         assert_eq!(d.scores, vec![(plain, 100)]);
