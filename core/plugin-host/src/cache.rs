@@ -41,15 +41,21 @@ impl ArtifactCache {
         }
     }
 
-    pub(crate) fn load(&self, engine: &Engine, path: &Path) -> Result<Component> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    /// Whether compiled code for a component with these bytes is in the cache.
+    pub(crate) fn is_cached(&self, engine: &Engine, bytes: &[u8]) -> bool {
+        self.dir.as_ref().is_some_and(|dir| {
+            dir.join(format!("{}.cwasm", cache_key(engine, bytes)))
+                .is_file()
+        })
+    }
+
+    /// Compiles the component in `path`, whose contents are `bytes`, or loads its compiled
+    /// code from the cache.
+    pub(crate) fn load(&self, engine: &Engine, path: &Path, bytes: &[u8]) -> Result<Component> {
         let Some(dir) = &self.dir else {
-            return self.compile(engine, path, &bytes);
+            return self.compile(engine, path, bytes);
         };
-        let artifact = dir.join(format!("{}.cwasm", cache_key(engine, &bytes)));
+        let artifact = dir.join(format!("{}.cwasm", cache_key(engine, bytes)));
         if artifact.is_file() {
             match deserialize(engine, &artifact) {
                 Ok(component) => {
@@ -63,7 +69,7 @@ impl ArtifactCache {
                 ),
             }
         }
-        let component = self.compile(engine, path, &bytes)?;
+        let component = self.compile(engine, path, bytes)?;
         // The cache is an optimisation: failing to write it costs a compile next time, no more.
         if let Err(e) = store(dir, &artifact, &component) {
             tracing::warn!(artifact = %artifact.display(), error = %e, "could not cache compiled plugin code");

@@ -1,7 +1,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::state::ErrorKind;
+use crate::bindings::ErrorKind;
+use crate::format::PluginKind;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -23,6 +24,22 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The file is a core Wasm module, which the host does not run.
+    #[error(
+        "plugin file {path} is a core Wasm module, not a component; build with --target wasm32-wasip2"
+    )]
+    CoreModule {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is neither a Wasm component nor a native library.
+    #[error(
+        "plugin file {path} is neither a Wasm component nor a native library (ELF, Mach-O or PE)"
+    )]
+    UnknownFormat {
+        /// The file.
+        path: PathBuf,
+    },
     /// The plugin file is not a valid Wasm component.
     #[error("plugin file {path} is not a valid component")]
     Compile {
@@ -32,7 +49,62 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
-    /// The component imports something the host does not provide.
+    /// The plugin was built for another version of the `keelson:plugin` contract.
+    #[error(
+        "plugin {plugin:?}: built for contract keelson:plugin@{found}, but this host supports keelson:plugin@{supported}; rebuild it against the supported contract"
+    )]
+    ContractVersion {
+        /// The plugin.
+        plugin: String,
+        /// The version the plugin names (`none` when it names none).
+        found: String,
+        /// The version this host supports.
+        supported: &'static str,
+    },
+    /// A native library speaks another version of the plugin ABI.
+    #[error(
+        "plugin {plugin:?}: native library speaks plugin ABI version {found}, but this host speaks version {supported}; rebuild it with a matching keelson-plugin-sdk"
+    )]
+    AbiVersion {
+        /// The plugin.
+        plugin: String,
+        /// The version the library reports.
+        found: u32,
+        /// The version this host speaks.
+        supported: u32,
+    },
+    /// The component imports something its world does not grant.
+    #[error(
+        "plugin {plugin:?}: imports {}, which the {kind} world does not grant; remove the code that uses it",
+        .imports.join(", ")
+    )]
+    ImportNotGranted {
+        /// The plugin.
+        plugin: String,
+        /// Every import not granted, as the component names them.
+        imports: Vec<String>,
+        /// The plugin's kind.
+        kind: PluginKind,
+    },
+    /// The plugin's exports do not say which world it implements.
+    #[error("plugin {plugin:?}: {reason}")]
+    UnknownKind {
+        /// The plugin.
+        plugin: String,
+        /// What is wrong with the exports.
+        reason: String,
+    },
+    /// The plugin is of another kind than the caller asked for.
+    #[error("plugin {plugin:?}: is of kind {found}, not {expected}")]
+    WrongKind {
+        /// The plugin.
+        plugin: String,
+        /// The kind asked for.
+        expected: PluginKind,
+        /// The kind the file is.
+        found: PluginKind,
+    },
+    /// The component imports something the host does not provide, or with another type.
     #[error("plugin {plugin:?}: cannot be linked")]
     Link {
         /// The plugin.
@@ -41,13 +113,49 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
-    /// The component lacks an export its contract requires.
+    /// The plugin lacks an export its contract requires.
     #[error("plugin {plugin:?}: does not export {interface}")]
     MissingExport {
         /// The plugin.
         plugin: String,
         /// The missing interface.
         interface: &'static str,
+    },
+    /// The native library could not be loaded.
+    #[error("could not load native plugin library {path}")]
+    NativeLoad {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: libloading::Error,
+    },
+    /// The native library lacks a symbol of the plugin ABI.
+    #[error(
+        "plugin {plugin:?}: native library has no symbol {symbol}; build it with keelson-plugin-sdk"
+    )]
+    NativeSymbol {
+        /// The plugin.
+        plugin: String,
+        /// The missing symbol.
+        symbol: &'static str,
+    },
+    /// The native library's manifest is malformed.
+    #[error("plugin {plugin:?}: native library manifest is invalid: {reason}")]
+    NativeManifest {
+        /// The plugin.
+        plugin: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A native library at this path was loaded before with other contents; libraries are
+    /// never unloaded, so the new contents need a restart.
+    #[error(
+        "native plugin library {path} changed since this process loaded it; restart to load the new version"
+    )]
+    NativeChanged {
+        /// The file.
+        path: PathBuf,
     },
     /// A fresh instance could not be created.
     #[error("plugin {plugin:?}: could not be instantiated")]
@@ -58,7 +166,7 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
-    /// A call ran past its deadline and was interrupted.
+    /// A call ran past its deadline and was interrupted (Wasm only).
     #[error("plugin {plugin:?}: call {call:?} exceeded its {deadline:?} deadline")]
     Deadline {
         /// The plugin.
@@ -68,7 +176,7 @@ pub enum Error {
         /// The deadline.
         deadline: Duration,
     },
-    /// A call tried to grow memory past the instance's cap.
+    /// A call tried to grow memory past the instance's cap (Wasm only).
     #[error("plugin {plugin:?}: call {call:?} exceeded its memory cap of {limit} bytes")]
     MemoryCap {
         /// The plugin.
@@ -78,7 +186,7 @@ pub enum Error {
         /// The cap in bytes.
         limit: usize,
     },
-    /// A call trapped (a panic in the guest, an out-of-bounds access, ...).
+    /// A call trapped (a panic in a Wasm guest, an out-of-bounds access, ...).
     #[error("plugin {plugin:?}: call {call:?} trapped")]
     Trap {
         /// The plugin.
@@ -88,6 +196,26 @@ pub enum Error {
         /// The trap, with the guest's backtrace when wasmtime has one.
         #[source]
         source: BoxError,
+    },
+    /// A native plugin panicked in a call; the panic was caught inside the library.
+    #[error("plugin {plugin:?}: call {call:?} panicked: {message}")]
+    Panic {
+        /// The plugin.
+        plugin: String,
+        /// The call.
+        call: &'static str,
+        /// The panic message.
+        message: String,
+    },
+    /// A native call failed at the ABI: undecodable arguments or result, unknown function.
+    #[error("plugin {plugin:?}: call {call:?} failed at the native ABI: {message}")]
+    Abi {
+        /// The plugin.
+        plugin: String,
+        /// The call.
+        call: &'static str,
+        /// What went wrong.
+        message: String,
     },
     /// The plugin returned its own error from a call.
     #[error("plugin {plugin:?}: call {call:?} failed ({kind}): {message}")]
@@ -122,11 +250,15 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether the error discarded the plugin's instance (trap, deadline, memory cap).
+    /// Whether the error discarded the plugin's instance (trap, deadline, memory cap, panic);
+    /// the next call runs on a fresh instance.
     pub fn is_fatal_to_instance(&self) -> bool {
         matches!(
             self,
-            Error::Deadline { .. } | Error::MemoryCap { .. } | Error::Trap { .. }
+            Error::Deadline { .. }
+                | Error::MemoryCap { .. }
+                | Error::Trap { .. }
+                | Error::Panic { .. }
         )
     }
 }

@@ -35,19 +35,25 @@ impl LatencyHistogram {
     }
 }
 
-/// A snapshot of one plugin's metrics.
+/// A snapshot of one plugin's metrics, the same for every kind and both formats.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PluginMetrics {
     /// Calls made to extension points and lifecycle functions, replays excluded.
     pub calls: u64,
     /// Calls that returned any error.
     pub errors: u64,
-    /// Calls that trapped.
+    /// Calls that trapped (Wasm) or panicked (native); either discards the instance.
     pub traps: u64,
-    /// Calls cut off at their deadline.
+    /// Calls cut off at their deadline (Wasm only).
     pub deadlines_exceeded: u64,
-    /// Calls that hit the memory cap.
+    /// Calls that hit the memory cap (Wasm only).
     pub memory_cap_hits: u64,
+    /// Native calls, replays included, that ran past the deadline: native code cannot be
+    /// interrupted, so these completed late instead of failing.
+    pub native_deadline_overruns: u64,
+    /// Failures the plugin's fail-open policy let pass (an admitted request, a plugin skipped
+    /// for a scheduling cycle).
+    pub failed_open: u64,
     /// Instances created, the first included; more than one means instances were discarded.
     pub instances_created: u64,
     /// Latency of the calls counted in `calls`.

@@ -1,37 +1,27 @@
-//! The typed handle on a scheduler-policy plugin.
+//! The typed handle on a scheduler-policy plugin, Wasm or native.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use wasmtime::component::InstancePre;
-use wasmtime::{Store, Trap};
+use keelson_plugin_abi::scheduler as f;
+use wasmtime::Store;
+use wasmtime::component::{Instance, InstancePre};
 
-use crate::metrics::PluginMetrics;
-use crate::state::StoreState;
-use crate::{Error, PluginLimits, Result};
-
-pub(crate) mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "keelson:plugin/scheduler-policy@0.1.0",
-        additional_derives: [PartialEq],
-    });
-}
-
-use bindings::exports::keelson::plugin::{
+use crate::bindings::exports::keelson::plugin::{
     filter, lifecycle, normalize_score, pre_filter, scheduler, score,
 };
-use bindings::keelson::plugin::types::PluginError;
+use crate::bindings::keelson::plugin::types::PluginError;
+use crate::format::PluginFormat;
+use crate::instance::{Core, WasmExports};
+use crate::metrics::PluginMetrics;
+use crate::state::StoreState;
+use crate::{Error, ErrorKind, FailurePolicy, Result};
 
-pub use bindings::keelson::plugin::scheduler_types::{
+pub use crate::bindings::keelson::plugin::scheduler_types::{
     CycleOutcome, FilterResult, GroupCount, HostPort, NodeAffinity, NodeInfo, NodeSelectorTerm,
     PodAffinity, PodAffinityTerm, PodInfo, PreFilterResult, PreferredNodeTerm, Protocol, Taint,
     TaintEffect, Toleration, TolerationOperator, TopologySpread, UnsatisfiableAction,
     WeightedPodAffinityTerm,
-};
-pub use bindings::keelson::plugin::types::{
-    NamedQuantity, Resources, SelectorOperator, SelectorRequirement,
 };
 
 /// Which optional extension points a scheduler plugin exports; the host calls only those.
@@ -47,7 +37,7 @@ pub struct ExtensionPoints {
     pub normalize_score: bool,
 }
 
-struct Indices {
+pub(crate) struct Indices {
     lifecycle: lifecycle::GuestIndices,
     scheduler: scheduler::GuestIndices,
     pre_filter: Option<pre_filter::GuestIndices>,
@@ -56,12 +46,7 @@ struct Indices {
     normalize: Option<normalize_score::GuestIndices>,
 }
 
-struct Live {
-    store: Store<StoreState>,
-    exports: Exports,
-}
-
-struct Exports {
+pub(crate) struct Exports {
     lifecycle: lifecycle::Guest,
     scheduler: scheduler::Guest,
     pre_filter: Option<pre_filter::Guest>,
@@ -70,87 +55,140 @@ struct Exports {
     normalize: Option<normalize_score::Guest>,
 }
 
-/// A scheduler policy plugin: one pre-instantiated component and, once configured, one live
-/// instance at a time.
+fn load_opt<I, G>(
+    indices: Option<&I>,
+    load: impl FnOnce(&I) -> wasmtime::Result<G>,
+) -> wasmtime::Result<Option<G>> {
+    indices.map(load).transpose()
+}
+
+impl WasmExports for Exports {
+    type Indices = Indices;
+
+    fn indices(plugin: &str, pre: &InstancePre<StoreState>) -> Result<Indices> {
+        let missing = |interface| Error::MissingExport {
+            plugin: plugin.to_string(),
+            interface,
+        };
+        Ok(Indices {
+            lifecycle: lifecycle::GuestIndices::new(pre)
+                .map_err(|_| missing("keelson:plugin/lifecycle@0.1.0"))?,
+            scheduler: scheduler::GuestIndices::new(pre)
+                .map_err(|_| missing("keelson:plugin/scheduler@0.1.0"))?,
+            pre_filter: pre_filter::GuestIndices::new(pre).ok(),
+            filter: filter::GuestIndices::new(pre).ok(),
+            score: score::GuestIndices::new(pre).ok(),
+            normalize: normalize_score::GuestIndices::new(pre).ok(),
+        })
+    }
+
+    fn load(
+        i: &Indices,
+        store: &mut Store<StoreState>,
+        instance: &Instance,
+    ) -> wasmtime::Result<Self> {
+        Ok(Exports {
+            lifecycle: i.lifecycle.load(&mut *store, instance)?,
+            scheduler: i.scheduler.load(&mut *store, instance)?,
+            pre_filter: load_opt(i.pre_filter.as_ref(), |x| x.load(&mut *store, instance))?,
+            filter: load_opt(i.filter.as_ref(), |x| x.load(&mut *store, instance))?,
+            score: load_opt(i.score.as_ref(), |x| x.load(&mut *store, instance))?,
+            normalize: load_opt(i.normalize.as_ref(), |x| x.load(&mut *store, instance))?,
+        })
+    }
+
+    fn lifecycle(&self) -> &lifecycle::Guest {
+        &self.lifecycle
+    }
+}
+
+/// What the scheduler does after a plugin call failed; see [`SchedulerPlugin::on_error`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureAction {
+    /// The plugin judged the pod unschedulable in this cycle (a `pre-filter` error of kind
+    /// `unschedulable` or `unresolvable`): not a failure, whatever the policy.
+    Unschedulable {
+        /// Whether preempting other pods would not help (`unresolvable`).
+        unresolvable: bool,
+        /// The plugin's reason, shown on the pod.
+        message: String,
+    },
+    /// Fail open: leave this plugin out for the rest of the cycle and go on without it.
+    SkipPlugin,
+    /// Fail closed: the cycle fails and the pod is retried with backoff.
+    FailCycle,
+}
+
+/// A scheduler policy plugin: a Wasm component or a native library and, once configured, one
+/// live instance at a time.
 ///
-/// Methods for extension points the component does not export return `Ok(None)` without
-/// calling it. A call that traps, misses its deadline or hits the memory cap returns the
-/// matching [`Error`] and discards the instance; the next call creates a fresh one, configures
-/// it with the last options and replays the node table, so callers just carry on.
+/// Methods for extension points the plugin does not export return `Ok(None)` without calling
+/// it. A call that traps, misses its deadline, hits the memory cap or (native) panics returns
+/// the matching [`Error`] and discards the instance; the next call creates a fresh one,
+/// configures it with the last options and replays the node table, so callers just carry on.
+///
+/// The failure policy is applied by the scheduler through [`on_error`](Self::on_error): with
+/// fail open, a failing plugin is skipped for the rest of that cycle; with fail closed (the
+/// default) the cycle fails.
 pub struct SchedulerPlugin {
-    name: Arc<str>,
-    pre: InstancePre<StoreState>,
-    indices: Indices,
-    limits: PluginLimits,
-    epoch_tick: Duration,
-    // Keeps the epoch ticker running while this plugin lives, even if the host is dropped:
-    // without it deadlines would never fire.
-    _ticker: Arc<crate::Ticker>,
-    options: Option<String>,
+    core: Core<Exports>,
+    points: ExtensionPoints,
     nodes: BTreeMap<u32, NodeInfo>,
-    live: Option<Live>,
-    metrics: PluginMetrics,
 }
 
 impl SchedulerPlugin {
-    pub(crate) fn new(
-        name: &str,
-        pre: InstancePre<StoreState>,
-        limits: PluginLimits,
-        epoch_tick: Duration,
-        ticker: Arc<crate::Ticker>,
-    ) -> Result<Self> {
-        let missing = |interface| Error::MissingExport {
-            plugin: name.to_string(),
-            interface,
+    pub(crate) fn new(core: Core<Exports>) -> Self {
+        let points = ExtensionPoints {
+            pre_filter: core.exports("pre-filter", |i| i.pre_filter.is_some()),
+            filter: core.exports("filter", |i| i.filter.is_some()),
+            score: core.exports("score", |i| i.score.is_some()),
+            normalize_score: core.exports("normalize-score", |i| i.normalize.is_some()),
         };
-        let indices = Indices {
-            lifecycle: lifecycle::GuestIndices::new(&pre)
-                .map_err(|_| missing("keelson:plugin/lifecycle@0.1.0"))?,
-            scheduler: scheduler::GuestIndices::new(&pre)
-                .map_err(|_| missing("keelson:plugin/scheduler@0.1.0"))?,
-            pre_filter: pre_filter::GuestIndices::new(&pre).ok(),
-            filter: filter::GuestIndices::new(&pre).ok(),
-            score: score::GuestIndices::new(&pre).ok(),
-            normalize: normalize_score::GuestIndices::new(&pre).ok(),
-        };
-        Ok(SchedulerPlugin {
-            name: name.into(),
-            pre,
-            indices,
-            limits,
-            epoch_tick,
-            _ticker: ticker,
-            options: None,
+        SchedulerPlugin {
+            core,
+            points,
             nodes: BTreeMap::new(),
-            live: None,
-            metrics: PluginMetrics::default(),
-        })
+        }
     }
 
     /// The plugin's name as given to the host.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.core.name
     }
 
-    /// The optional extension points the component exports.
+    /// Whether the plugin runs as a Wasm component or a native library.
+    pub fn format(&self) -> PluginFormat {
+        self.core.format()
+    }
+
+    /// The plugin's failure policy.
+    pub fn failure_policy(&self) -> FailurePolicy {
+        self.core.failure_policy
+    }
+
+    /// The optional extension points the plugin exports.
     pub fn extension_points(&self) -> ExtensionPoints {
-        ExtensionPoints {
-            pre_filter: self.indices.pre_filter.is_some(),
-            filter: self.indices.filter.is_some(),
-            score: self.indices.score.is_some(),
-            normalize_score: self.indices.normalize.is_some(),
-        }
+        self.points
     }
 
     /// A snapshot of the plugin's metrics.
     pub fn metrics(&self) -> PluginMetrics {
-        self.metrics.clone()
+        self.core.metrics.clone()
     }
 
-    /// The name the component reports for itself (`lifecycle.name`).
+    /// The name the plugin reports for itself (`lifecycle.name`). Works before `configure`,
+    /// on a throwaway instance.
     pub fn reported_name(&mut self) -> Result<String> {
-        self.call("name", |live, store| live.lifecycle.call_name(store))
+        self.counted(|this| {
+            if this.core.options.is_none() && !this.core.is_live() {
+                this.core.instantiate()?;
+                let r = this.core.name_call();
+                this.core.discard();
+                return r;
+            }
+            this.ensure_live()?;
+            this.core.name_call()
+        })
     }
 
     /// Configures the plugin with `options` (JSON text), on a fresh instance.
@@ -159,50 +197,80 @@ impl SchedulerPlugin {
     /// knows every node. If the plugin rejects the options, later calls fail with
     /// [`Error::NotConfigured`] until `configure` succeeds.
     pub fn configure(&mut self, options: &str) -> Result<()> {
-        self.live = None;
-        self.options = Some(options.to_string());
-        // Creating the instance is what calls the guest's `configure`, once per instance.
+        self.core.discard();
+        self.core.options = Some(options.to_string());
         let r = self.counted(|this| this.ensure_live());
         if let Err(Error::Plugin { .. }) = &r {
-            self.options = None;
+            self.core.options = None;
         }
         r
+    }
+
+    /// Decides what a failed call means for the cycle, applying the failure policy: an
+    /// `unschedulable`/`unresolvable` plugin error is a verdict, not a failure; any other error
+    /// skips the plugin for the cycle when it fails open (counted in
+    /// [`PluginMetrics::failed_open`] and logged) and fails the cycle when it fails closed.
+    pub fn on_error(&mut self, error: &Error) -> FailureAction {
+        if let Error::Plugin {
+            kind: kind @ (ErrorKind::Unschedulable | ErrorKind::Unresolvable),
+            message,
+            ..
+        } = error
+        {
+            return FailureAction::Unschedulable {
+                unresolvable: *kind == ErrorKind::Unresolvable,
+                message: message.clone(),
+            };
+        }
+        match self.core.failure_policy {
+            FailurePolicy::FailClosed => FailureAction::FailCycle,
+            FailurePolicy::FailOpen => {
+                self.core.metrics.failed_open += 1;
+                tracing::warn!(plugin = %self.core.name, error = %error, "scheduler plugin failed; skipping it for this cycle (fail open)");
+                FailureAction::SkipPlugin
+            }
+        }
     }
 
     /// Adds `node` at `index` to the plugin's node table.
     pub fn node_added(&mut self, index: u32, node: NodeInfo) -> Result<()> {
         self.nodes.insert(index, node.clone());
-        self.call("node-added", |live, store| {
-            live.scheduler.call_node_added(store, index, &node)
+        self.call("node-added", f::NODE_ADDED, &(index, &node), |x, s| {
+            x.scheduler.call_node_added(s, index, &node)
         })
     }
 
     /// Replaces the node at `index`.
     pub fn node_updated(&mut self, index: u32, node: NodeInfo) -> Result<()> {
         self.nodes.insert(index, node.clone());
-        self.call("node-updated", |live, store| {
-            live.scheduler.call_node_updated(store, index, &node)
+        self.call("node-updated", f::NODE_UPDATED, &(index, &node), |x, s| {
+            x.scheduler.call_node_updated(s, index, &node)
         })
     }
 
     /// Removes the node at `index`.
     pub fn node_removed(&mut self, index: u32) -> Result<()> {
         self.nodes.remove(&index);
-        self.call("node-removed", |live, store| {
-            live.scheduler.call_node_removed(store, index)
+        self.call("node-removed", f::NODE_REMOVED, &(index,), |x, s| {
+            x.scheduler.call_node_removed(s, index)
         })
     }
 
     /// Calls `pre-filter`, or returns `None` if the plugin does not export it.
     pub fn pre_filter(&mut self, cycle: u64, pod: &PodInfo) -> Result<Option<PreFilterResult>> {
-        if self.indices.pre_filter.is_none() {
+        if !self.points.pre_filter {
             return Ok(None);
         }
-        let r = self.call("pre-filter", |live, store| match &live.pre_filter {
-            Some(g) => g.call_pre_filter(store, cycle, pod).map(Some),
-            None => Ok(None),
-        })?;
-        r.map(|r| self.plugin_result("pre-filter", r)).transpose()
+        self.counted(|this| {
+            this.ensure_live()?;
+            let r: std::result::Result<PreFilterResult, PluginError> =
+                this.core
+                    .call("pre-filter", f::PRE_FILTER, &(cycle, pod), |x, s| {
+                        exported(&x.pre_filter)?.call_pre_filter(s, cycle, pod)
+                    })?;
+            r.map(Some)
+                .map_err(|e| this.core.plugin_error("pre-filter", e))
+        })
     }
 
     /// Calls `filter` over `candidates`, or returns `None` if the plugin does not export it.
@@ -213,27 +281,29 @@ impl SchedulerPlugin {
         pod: &PodInfo,
         candidates: &[u32],
     ) -> Result<Option<Vec<FilterResult>>> {
-        if self.indices.filter.is_none() {
+        if !self.points.filter {
             return Ok(None);
         }
-        let r = self.call("filter", |live, store| match &live.filter {
-            Some(g) => g.call_filter(store, cycle, pod, candidates).map(Some),
-            None => Ok(None),
-        })?;
-        let Some(r) = r else { return Ok(None) };
-        let results = self.plugin_result("filter", r)?;
-        self.check_len("filter", results.len(), candidates.len())?;
-        Ok(Some(results))
+        self.counted(|this| {
+            this.ensure_live()?;
+            let r: std::result::Result<Vec<FilterResult>, PluginError> =
+                this.core
+                    .call("filter", f::FILTER, &(cycle, pod, candidates), |x, s| {
+                        exported(&x.filter)?.call_filter(s, cycle, pod, candidates)
+                    })?;
+            let results = r.map_err(|e| this.core.plugin_error("filter", e))?;
+            this.check_len("filter", results.len(), candidates.len())?;
+            Ok(Some(results))
+        })
     }
 
     /// The filter reasons from id `start` on (empty if the plugin does not export `filter`).
     pub fn reasons(&mut self, start: u32) -> Result<Vec<String>> {
-        if self.indices.filter.is_none() {
+        if !self.points.filter {
             return Ok(Vec::new());
         }
-        self.call("reasons", |live, store| match &live.filter {
-            Some(g) => g.call_reasons(store, start),
-            None => Ok(Vec::new()),
+        self.call("reasons", f::REASONS, &(start,), |x, s| {
+            exported(&x.filter)?.call_reasons(s, start)
         })
     }
 
@@ -245,265 +315,120 @@ impl SchedulerPlugin {
         pod: &PodInfo,
         candidates: &[u32],
     ) -> Result<Option<Vec<i64>>> {
-        if self.indices.score.is_none() {
+        if !self.points.score {
             return Ok(None);
         }
-        let r = self.call("score", |live, store| match &live.score {
-            Some(g) => g.call_score(store, cycle, pod, candidates).map(Some),
-            None => Ok(None),
-        })?;
-        let Some(r) = r else { return Ok(None) };
-        let scores = self.plugin_result("score", r)?;
-        self.check_len("score", scores.len(), candidates.len())?;
-        if self.indices.normalize.is_none() {
-            self.check_range("score", &scores)?;
-        }
-        Ok(Some(scores))
+        self.counted(|this| {
+            this.ensure_live()?;
+            let r: std::result::Result<Vec<i64>, PluginError> =
+                this.core
+                    .call("score", f::SCORE, &(cycle, pod, candidates), |x, s| {
+                        exported(&x.score)?.call_score(s, cycle, pod, candidates)
+                    })?;
+            let scores = r.map_err(|e| this.core.plugin_error("score", e))?;
+            this.check_len("score", scores.len(), candidates.len())?;
+            if !this.points.normalize_score {
+                this.check_range("score", &scores)?;
+            }
+            Ok(Some(scores))
+        })
     }
 
     /// Calls `normalize-score`, or returns `None` if the plugin does not export it.
     pub fn normalize_score(&mut self, cycle: u64, scores: &[i64]) -> Result<Option<Vec<i64>>> {
-        if self.indices.normalize.is_none() {
+        if !self.points.normalize_score {
             return Ok(None);
         }
-        let r = self.call("normalize-score", |live, store| match &live.normalize {
-            Some(g) => g.call_normalize_score(store, cycle, scores).map(Some),
-            None => Ok(None),
-        })?;
-        let Some(r) = r else { return Ok(None) };
-        let out = self.plugin_result("normalize-score", r)?;
-        self.check_len("normalize-score", out.len(), scores.len())?;
-        self.check_range("normalize-score", &out)?;
-        Ok(Some(out))
+        self.counted(|this| {
+            this.ensure_live()?;
+            let r: std::result::Result<Vec<i64>, PluginError> = this.core.call(
+                "normalize-score",
+                f::NORMALIZE_SCORE,
+                &(cycle, scores),
+                |x, s| exported(&x.normalize)?.call_normalize_score(s, cycle, scores),
+            )?;
+            let out = r.map_err(|e| this.core.plugin_error("normalize-score", e))?;
+            this.check_len("normalize-score", out.len(), scores.len())?;
+            this.check_range("normalize-score", &out)?;
+            Ok(Some(out))
+        })
     }
 
     /// Ends the cycle. Skipped when the instance was discarded during the cycle: the cycle's
     /// state went with it, and a fresh instance has none to drop.
     pub fn end_cycle(&mut self, cycle: u64, outcome: CycleOutcome) -> Result<()> {
-        if self.live.is_none() {
+        if !self.core.is_live() {
             return Ok(());
         }
-        self.call("end-cycle", |live, store| {
-            live.scheduler.call_end_cycle(store, cycle, outcome)
+        self.call("end-cycle", f::END_CYCLE, &(cycle, outcome), |x, s| {
+            x.scheduler.call_end_cycle(s, cycle, outcome)
         })
     }
 
-    fn plugin_result<T>(
-        &mut self,
-        call: &'static str,
-        r: std::result::Result<T, PluginError>,
-    ) -> Result<T> {
-        r.map_err(|e| {
-            self.metrics.errors += 1;
-            Error::Plugin {
-                plugin: self.name.to_string(),
-                call,
-                kind: e.kind,
-                message: e.message,
-            }
-        })
-    }
-
-    fn check_len(&mut self, call: &'static str, got: usize, expected: usize) -> Result<()> {
+    fn check_len(&self, call: &'static str, got: usize, expected: usize) -> Result<()> {
         if got == expected {
             return Ok(());
         }
-        self.metrics.errors += 1;
-        Err(Error::InvalidResult {
-            plugin: self.name.to_string(),
-            call,
-            reason: format!("{got} entries for {expected} inputs"),
-        })
+        Err(self
+            .core
+            .invalid(call, format!("{got} entries for {expected} inputs")))
     }
 
-    fn check_range(&mut self, call: &'static str, scores: &[i64]) -> Result<()> {
+    fn check_range(&self, call: &'static str, scores: &[i64]) -> Result<()> {
         match scores.iter().find(|s| !(0..=100).contains(*s)) {
             None => Ok(()),
-            Some(s) => {
-                self.metrics.errors += 1;
-                Err(Error::InvalidResult {
-                    plugin: self.name.to_string(),
-                    call,
-                    reason: format!("score {s} is outside 0..=100"),
-                })
-            }
+            Some(s) => Err(self
+                .core
+                .invalid(call, format!("score {s} is outside 0..=100"))),
         }
     }
 
-    /// Runs one counted call on the live instance, creating it first if needed.
-    fn call<R>(
+    /// Runs one counted call with no result to check.
+    fn call<A, R>(
         &mut self,
         call: &'static str,
-        f: impl FnOnce(&Exports, &mut Store<StoreState>) -> wasmtime::Result<R>,
-    ) -> Result<R> {
+        func: u32,
+        args: &A,
+        wasm: impl FnOnce(&Exports, &mut Store<StoreState>) -> wasmtime::Result<R>,
+    ) -> Result<R>
+    where
+        A: serde::Serialize + ?Sized,
+        R: serde::de::DeserializeOwned,
+    {
         self.counted(|this| {
             this.ensure_live()?;
-            this.raw_call(call, f)
+            this.core.call(call, func, args, wasm)
         })
     }
 
-    /// Runs `f` as one call in the metrics: counted, timed, its error classified.
+    /// Runs `f` as one call in the metrics.
     fn counted<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
         let start = Instant::now();
         let r = f(self);
-        self.metrics.calls += 1;
-        self.metrics.latency.record(start.elapsed());
-        if let Err(e) = &r {
-            self.metrics.errors += 1;
-            match e {
-                Error::Deadline { .. } => self.metrics.deadlines_exceeded += 1,
-                Error::MemoryCap { .. } => self.metrics.memory_cap_hits += 1,
-                Error::Trap { .. } => self.metrics.traps += 1,
-                _ => {}
-            }
-        }
+        self.core.record(start, &r);
         r
-    }
-
-    /// Runs `f` under the deadline and classifies a failure; discards the instance on a trap.
-    fn raw_call<R>(
-        &mut self,
-        call: &'static str,
-        f: impl FnOnce(&Exports, &mut Store<StoreState>) -> wasmtime::Result<R>,
-    ) -> Result<R> {
-        let Some(live) = self.live.as_mut() else {
-            return Err(Error::NotConfigured {
-                plugin: self.name.to_string(),
-                call,
-            });
-        };
-        live.store.data_mut().begin_call(call);
-        live.store
-            .set_epoch_deadline(deadline_ticks(self.limits.deadline, self.epoch_tick));
-        let r = f(&live.exports, &mut live.store);
-        match r {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                let memory_cap_hit = self
-                    .live
-                    .as_ref()
-                    .is_some_and(|l| l.store.data().memory_cap_hit());
-                self.live = None;
-                let plugin = self.name.to_string();
-                Err(if memory_cap_hit {
-                    Error::MemoryCap {
-                        plugin,
-                        call,
-                        limit: self.limits.memory,
-                    }
-                } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-                    Error::Deadline {
-                        plugin,
-                        call,
-                        deadline: self.limits.deadline,
-                    }
-                } else {
-                    Error::Trap {
-                        plugin,
-                        call,
-                        source: e.into(),
-                    }
-                })
-            }
-        }
     }
 
     /// Creates and configures an instance if there is none, replaying the node table.
     fn ensure_live(&mut self) -> Result<()> {
-        if self.live.is_some() {
+        if self.core.is_live() {
             return Ok(());
         }
-        let Some(options) = self.options.clone() else {
-            return Err(Error::NotConfigured {
-                plugin: self.name.to_string(),
-                call: "instantiate",
-            });
-        };
-        let mut store = Store::new(
-            self.pre.engine(),
-            StoreState::new(self.name.clone(), self.limits.memory),
-        );
-        store.limiter(|s| s.limiter());
-        store.set_epoch_deadline(deadline_ticks(self.limits.deadline, self.epoch_tick));
-        let instance = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| Error::Instantiate {
-                plugin: self.name.to_string(),
-                source: e.into(),
-            })?;
-        let load_err = |e: wasmtime::Error| Error::Instantiate {
-            plugin: self.name.to_string(),
-            source: e.into(),
-        };
-        let i = &self.indices;
-        let exports = Exports {
-            lifecycle: i.lifecycle.load(&mut store, &instance).map_err(load_err)?,
-            scheduler: i.scheduler.load(&mut store, &instance).map_err(load_err)?,
-            pre_filter: i
-                .pre_filter
-                .as_ref()
-                .map(|x| x.load(&mut store, &instance))
-                .transpose()
-                .map_err(load_err)?,
-            filter: i
-                .filter
-                .as_ref()
-                .map(|x| x.load(&mut store, &instance))
-                .transpose()
-                .map_err(load_err)?,
-            score: i
-                .score
-                .as_ref()
-                .map(|x| x.load(&mut store, &instance))
-                .transpose()
-                .map_err(load_err)?,
-            normalize: i
-                .normalize
-                .as_ref()
-                .map(|x| x.load(&mut store, &instance))
-                .transpose()
-                .map_err(load_err)?,
-        };
-        let live = Live { store, exports };
-        self.live = Some(live);
-        self.metrics.instances_created += 1;
-
-        let r = self.raw_call("configure", |live, store| {
-            live.lifecycle.call_configure(store, &options)
-        })?;
-        r.map_err(|e| Error::Plugin {
-            plugin: self.name.to_string(),
-            call: "configure",
-            kind: e.kind,
-            message: e.message,
-        })
-        .inspect_err(|_| self.live = None)?;
-        let nodes: Vec<(u32, NodeInfo)> = self.nodes.iter().map(|(i, n)| (*i, n.clone())).collect();
-        for (index, node) in nodes {
-            self.raw_call("node-added", |live, store| {
-                live.scheduler.call_node_added(store, index, &node)
-            })?;
+        self.core.start()?;
+        for (index, node) in &self.nodes {
+            let index = *index;
+            self.core
+                .call("node-added", f::NODE_ADDED, &(index, node), |x, s| {
+                    x.scheduler.call_node_added(s, index, node)
+                })?;
         }
         Ok(())
     }
 }
 
-/// Epoch ticks for `deadline`, plus one because the current tick is already partly elapsed.
-fn deadline_ticks(deadline: Duration, tick: Duration) -> u64 {
-    let ticks = deadline.as_nanos().div_ceil(tick.as_nanos().max(1));
-    u64::try_from(ticks).unwrap_or(u64::MAX - 1) + 1
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadline_ticks_round_up_and_add_the_partial_tick() {
-        let ms = Duration::from_millis(1);
-        assert_eq!(deadline_ticks(Duration::from_millis(100), ms), 101);
-        assert_eq!(deadline_ticks(Duration::from_micros(1500), ms), 3);
-        assert_eq!(deadline_ticks(Duration::ZERO, ms), 1);
-    }
+/// The export the host checked was there before calling; a missing one is a host bug.
+fn exported<G>(guest: &Option<G>) -> wasmtime::Result<&G> {
+    guest
+        .as_ref()
+        .ok_or_else(|| wasmtime::Error::msg("extension point not exported"))
 }

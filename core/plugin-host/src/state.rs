@@ -1,4 +1,5 @@
-//! What a plugin's store holds: the WASI context, memory limits and the host imports.
+//! What a Wasm plugin's store holds (the WASI context, memory limits, the host imports) and the
+//! log sink shared with native plugins.
 
 use std::sync::Arc;
 
@@ -8,41 +9,100 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::scheduler::bindings::keelson::plugin::{log, scheduler_types, types};
-
-pub use types::ErrorKind;
-
-impl std::fmt::Display for ErrorKind {
-    /// The WIT name of the kind, such as `invalid-config`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ErrorKind::InvalidConfig => "invalid-config",
-            ErrorKind::InvalidInput => "invalid-input",
-            ErrorKind::Unschedulable => "unschedulable",
-            ErrorKind::Unresolvable => "unresolvable",
-            ErrorKind::NotFound => "not-found",
-            ErrorKind::Unavailable => "unavailable",
-            ErrorKind::Internal => "internal",
-        })
-    }
-}
+use crate::bindings::keelson::plugin::cluster::{self, LookupError};
+use crate::bindings::keelson::plugin::host_net::{
+    self, FdbEntry, LinkInfo, LinkSpec, Neighbour, NetError, OvsDatapath, OvsPortType,
+};
+use crate::bindings::keelson::plugin::network_types::{
+    self, AddressFamily, IpAddress, IpPrefix, Netns, NodeAddress, Route,
+};
+use crate::bindings::keelson::plugin::types::{GroupVersionResource, LabelSelector};
+use crate::bindings::keelson::plugin::{admission, log, scheduler_types, types};
+use crate::format::PluginKind;
+use crate::services::{ClusterLookup, HostNet, host_net_functions};
 
 /// Longest log message kept; longer ones are truncated.
 const MAX_LOG_MESSAGE: usize = 4096;
 /// Log records a plugin may write per call before the rest of the call's records are dropped.
 const MAX_LOG_RECORDS_PER_CALL: u32 = 100;
 
+/// The embedder's services a plugin instance may call, and the kind that decides which.
+#[derive(Clone)]
+pub(crate) struct HostImports {
+    pub(crate) kind: PluginKind,
+    pub(crate) cluster: Arc<dyn ClusterLookup>,
+    pub(crate) net: Arc<dyn HostNet>,
+}
+
+/// Where a plugin's log records go: `tracing`, with the plugin's and the call's names,
+/// truncated and rate-limited per call as `wit/log.wit` promises.
+pub(crate) struct LogSink {
+    plugin: Arc<str>,
+    call: &'static str,
+    records: u32,
+}
+
+impl LogSink {
+    pub(crate) fn new(plugin: Arc<str>) -> Self {
+        LogSink {
+            plugin,
+            call: "instantiate",
+            records: 0,
+        }
+    }
+
+    pub(crate) fn begin_call(&mut self, call: &'static str) {
+        self.call = call;
+        self.records = 0;
+    }
+
+    pub(crate) fn enabled(&self, level: log::Level) -> bool {
+        match level {
+            log::Level::Trace => tracing::enabled!(tracing::Level::TRACE),
+            log::Level::Debug => tracing::enabled!(tracing::Level::DEBUG),
+            log::Level::Info => tracing::enabled!(tracing::Level::INFO),
+            log::Level::Warn => tracing::enabled!(tracing::Level::WARN),
+            log::Level::Error => tracing::enabled!(tracing::Level::ERROR),
+        }
+    }
+
+    pub(crate) fn log(&mut self, level: log::Level, mut message: String) {
+        self.records += 1;
+        if self.records > MAX_LOG_RECORDS_PER_CALL {
+            if self.records == MAX_LOG_RECORDS_PER_CALL + 1 {
+                tracing::warn!(plugin = %self.plugin, call = self.call, "plugin logs too much; dropping its records until the next call");
+            }
+            return;
+        }
+        if message.len() > MAX_LOG_MESSAGE {
+            let mut end = MAX_LOG_MESSAGE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push_str("...");
+        }
+        let (plugin, call) = (&*self.plugin, self.call);
+        match level {
+            log::Level::Trace => tracing::trace!(plugin, call, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin, call, "{message}"),
+            log::Level::Info => tracing::info!(plugin, call, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, call, "{message}"),
+            log::Level::Error => tracing::error!(plugin, call, "{message}"),
+        }
+    }
+}
+
 pub(crate) struct StoreState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: CappedLimits,
-    plugin: Arc<str>,
-    pub(crate) call: &'static str,
-    log_records: u32,
+    log: LogSink,
+    imports: HostImports,
 }
 
 impl StoreState {
-    pub(crate) fn new(plugin: Arc<str>, memory_limit: usize) -> Self {
+    pub(crate) fn new(plugin: Arc<str>, memory_limit: usize, imports: HostImports) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(TracingStdio {
                 plugin: plugin.clone(),
@@ -63,15 +123,13 @@ impl StoreState {
                     .build(),
                 exceeded: false,
             },
-            plugin,
-            call: "instantiate",
-            log_records: 0,
+            log: LogSink::new(plugin),
+            imports,
         }
     }
 
     pub(crate) fn begin_call(&mut self, call: &'static str) {
-        self.call = call;
-        self.log_records = 0;
+        self.log.begin_call(call);
         self.limits.exceeded = false;
     }
 
@@ -81,6 +139,10 @@ impl StoreState {
 
     pub(crate) fn limiter(&mut self) -> &mut dyn ResourceLimiter {
         &mut self.limits
+    }
+
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
     }
 }
 
@@ -138,54 +200,55 @@ impl WasiView for StoreState {
 
 impl types::Host for StoreState {}
 impl scheduler_types::Host for StoreState {}
-
-fn tracing_level(level: log::Level) -> tracing::Level {
-    match level {
-        log::Level::Trace => tracing::Level::TRACE,
-        log::Level::Debug => tracing::Level::DEBUG,
-        log::Level::Info => tracing::Level::INFO,
-        log::Level::Warn => tracing::Level::WARN,
-        log::Level::Error => tracing::Level::ERROR,
-    }
-}
+impl admission::Host for StoreState {}
+impl network_types::Host for StoreState {}
 
 impl log::Host for StoreState {
     fn enabled(&mut self, level: log::Level) -> bool {
-        match tracing_level(level) {
-            tracing::Level::TRACE => tracing::enabled!(tracing::Level::TRACE),
-            tracing::Level::DEBUG => tracing::enabled!(tracing::Level::DEBUG),
-            tracing::Level::INFO => tracing::enabled!(tracing::Level::INFO),
-            tracing::Level::WARN => tracing::enabled!(tracing::Level::WARN),
-            _ => tracing::enabled!(tracing::Level::ERROR),
-        }
+        self.log.enabled(level)
     }
 
-    fn log(&mut self, level: log::Level, mut message: String) {
-        self.log_records += 1;
-        if self.log_records > MAX_LOG_RECORDS_PER_CALL {
-            if self.log_records == MAX_LOG_RECORDS_PER_CALL + 1 {
-                tracing::warn!(plugin = %self.plugin, call = self.call, "plugin logs too much; dropping its records until the next call");
-            }
-            return;
-        }
-        if message.len() > MAX_LOG_MESSAGE {
-            let mut end = MAX_LOG_MESSAGE;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-            message.push_str("...");
-        }
-        let (plugin, call) = (&*self.plugin, self.call);
-        match tracing_level(level) {
-            tracing::Level::TRACE => tracing::trace!(plugin, call, "{message}"),
-            tracing::Level::DEBUG => tracing::debug!(plugin, call, "{message}"),
-            tracing::Level::INFO => tracing::info!(plugin, call, "{message}"),
-            tracing::Level::WARN => tracing::warn!(plugin, call, "{message}"),
-            _ => tracing::error!(plugin, call, "{message}"),
-        }
+    fn log(&mut self, level: log::Level, message: String) {
+        self.log.log(level, message)
     }
 }
+
+impl cluster::Host for StoreState {
+    fn get_object(
+        &mut self,
+        resource: GroupVersionResource,
+        namespace: Option<String>,
+        name: String,
+    ) -> Result<Option<String>, LookupError> {
+        self.imports
+            .cluster
+            .get_object(&resource, namespace.as_deref(), &name)
+    }
+
+    fn list_objects(
+        &mut self,
+        resource: GroupVersionResource,
+        namespace: Option<String>,
+        selector: LabelSelector,
+    ) -> Result<Vec<String>, LookupError> {
+        self.imports
+            .cluster
+            .list_objects(&resource, namespace.as_deref(), &selector)
+    }
+}
+
+macro_rules! impl_host_net {
+    ($($method:ident $wit:literal ($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        impl host_net::Host for StoreState {
+            $(
+                fn $method(&mut self, $($arg: $ty),*) -> Result<$ret, NetError> {
+                    self.imports.net.$method($($arg),*)
+                }
+            )*
+        }
+    };
+}
+host_net_functions!(impl_host_net);
 
 /// A guest's standard output or error, written line by line to the daemon's log.
 struct TracingStdio {

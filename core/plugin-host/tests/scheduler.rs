@@ -1,151 +1,47 @@
-//! Loads guest plugins from `examples/plugins/`, built by this harness for `wasm32-wasip2`, and
-//! checks results, limits and the compiled-code cache.
+//! Scheduler policies from `examples/plugins/`, built by this harness for `wasm32-wasip2` and
+//! natively: results, equivalence of the two formats, limits, failures and the compiled-code
+//! cache.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{Build, GI, guest, host, node, pod, spec};
 use keelson_plugin_host::{
-    CycleOutcome, Error, FilterResult, HostConfig, NodeAffinity, NodeInfo, PluginHost,
-    PluginLimits, PodAffinity, PodInfo, Resources,
+    CycleOutcome, Error, FailureAction, FailurePolicy, FilterResult, HostConfig, PluginFormat,
+    PluginHost, PluginLimits, PluginSpec, SchedulerPlugin,
 };
 
-const GUESTS: &[&str] = &["least-requested", "misbehaving", "score-only"];
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+/// Everything a host learns from least-requested in one scripted run.
+#[derive(Debug, PartialEq)]
+struct Transcript {
+    reported_name: String,
+    filtered: Vec<FilterResult>,
+    reasons: Vec<String>,
+    scores: Vec<i64>,
+    normalized: Option<Vec<i64>>,
+    after_update: Vec<FilterResult>,
+    after_removal: Vec<i64>,
+    calls: u64,
+    errors: u64,
+    instances_created: u64,
 }
 
-/// Builds every guest once per test run into `target/wasm-guests` and returns the directory
-/// holding the `.wasm` files.
-fn guests_dir() -> &'static Path {
-    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match DIR.get_or_init(build_guests) {
-        Ok(dir) => dir,
-        Err(e) => panic!("{e}"),
-    }
-}
-
-fn build_guests() -> Result<PathBuf, String> {
-    let root = workspace_root();
-    let target_dir = root.join("target/wasm-guests");
-    if let Ok(out) = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-    {
-        let installed = String::from_utf8_lossy(&out.stdout);
-        if out.status.success() && !installed.lines().any(|l| l.trim() == "wasm32-wasip2") {
-            return Err(
-                "the wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2` \
-                 (scripts/setup.sh installs it)"
-                    .into(),
-            );
-        }
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    for guest in GUESTS {
-        let manifest = root.join("examples/plugins").join(guest).join("Cargo.toml");
-        let out = Command::new(&cargo)
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--manifest-path",
-            ])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .output()
-            .map_err(|e| format!("could not run {cargo}: {e}"))?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let hint = if stderr.contains("wasm32-wasip2") && stderr.contains("target") {
-                "\nhint: run `rustup target add wasm32-wasip2` (scripts/setup.sh installs it)"
-            } else {
-                ""
-            };
-            return Err(format!("building guest {guest} failed:\n{stderr}{hint}"));
-        }
-    }
-    Ok(target_dir.join("wasm32-wasip2/release"))
-}
-
-fn guest(name: &str) -> PathBuf {
-    guests_dir().join(format!("{}.wasm", name.replace('-', "_")))
-}
-
-fn resources(cpu: u64, memory: u64) -> Resources {
-    Resources {
-        cpu,
-        memory,
-        ephemeral_storage: 0,
-        extended: vec![],
-    }
-}
-
-const GI: u64 = 1 << 30;
-
-fn node(name: &str, requested_cpu: u64, requested_memory: u64, pod_count: u32) -> NodeInfo {
-    NodeInfo {
-        name: name.into(),
-        labels: vec![],
-        allocatable: resources(4000, 8 * GI),
-        allocatable_pods: 110,
-        requested: resources(requested_cpu, requested_memory),
-        pod_count,
-        used_ports: vec![],
-        taints: vec![],
-        unschedulable: false,
-        ready: true,
-        group_counts: vec![],
-    }
-}
-
-fn pod(cpu: u64, memory: u64) -> PodInfo {
-    let no_affinity = PodAffinity {
-        required: vec![],
-        preferred: vec![],
-    };
-    PodInfo {
-        uid: "uid-1".into(),
-        namespace: "default".into(),
-        name: "web-0".into(),
-        labels: vec![],
-        annotations: vec![],
-        priority: 0,
-        requests: resources(cpu, memory),
-        host_ports: vec![],
-        node_selector: vec![],
-        node_affinity: NodeAffinity {
-            required: vec![],
-            preferred: vec![],
-        },
-        tolerations: vec![],
-        pod_affinity: no_affinity.clone(),
-        pod_anti_affinity: no_affinity,
-        topology_spread: vec![],
-        spread_groups: vec![],
-    }
-}
-
-fn host() -> PluginHost {
-    PluginHost::new(HostConfig::default()).expect("host starts")
-}
-
-#[test]
-fn least_requested_filters_and_scores_a_node_table() {
+/// Runs least-requested through node events, two cycles, an update and a removal.
+fn least_requested_run(build: Build) -> Transcript {
     let host = host();
     let mut plugin = host
-        .scheduler_plugin("lr", &guest("least-requested"), PluginLimits::default())
+        .load_scheduler(&spec("lr", "least-requested", build))
         .expect("plugin loads");
+    let format = match build {
+        Build::Wasm => PluginFormat::WasmComponent,
+        Build::Native => PluginFormat::NativeLibrary,
+    };
+    assert_eq!(plugin.format(), format);
     let points = plugin.extension_points();
-    assert!(points.filter && points.score);
+    assert!(points.filter && points.score && !points.pre_filter && !points.normalize_score);
     plugin.configure("{}").expect("configure");
-    assert_eq!(plugin.reported_name().expect("name"), "least-requested");
+    let reported_name = plugin.reported_name().expect("name");
 
     let nodes = [
         node("half-used", 1000, 2 * GI, 3),
@@ -159,13 +55,61 @@ fn least_requested_filters_and_scores_a_node_table() {
     }
     let pod = pod(1000, GI);
     let all: Vec<u32> = (0..5).collect();
-
     let filtered = plugin
         .filter(1, &pod, &all)
         .expect("filter")
         .expect("exported");
-    assert_eq!(
+    let reasons = plugin.reasons(0).expect("reasons");
+    let scores = plugin
+        .score(1, &pod, &[0, 2])
+        .expect("score")
+        .expect("exported");
+    let normalized = plugin.normalize_score(1, &scores).expect("normalize");
+    plugin
+        .end_cycle(1, CycleOutcome::Scheduled(2))
+        .expect("end-cycle");
+
+    plugin
+        .node_updated(2, node("empty", 4000, 0, 1))
+        .expect("node-updated");
+    let after_update = plugin
+        .filter(2, &pod, &[2])
+        .expect("filter")
+        .expect("exported");
+    plugin
+        .end_cycle(2, CycleOutcome::Unschedulable)
+        .expect("end-cycle");
+    plugin.node_removed(1).expect("node-removed");
+    let after_removal = plugin
+        .score(3, &pod, &[0, 4])
+        .expect("score")
+        .expect("exported");
+    plugin
+        .end_cycle(3, CycleOutcome::Scheduled(0))
+        .expect("end-cycle");
+
+    let m = plugin.metrics();
+    assert_eq!(m.latency.counts.iter().sum::<u64>(), m.calls);
+    Transcript {
+        reported_name,
         filtered,
+        reasons,
+        scores,
+        normalized,
+        after_update,
+        after_removal,
+        calls: m.calls,
+        errors: m.errors,
+        instances_created: m.instances_created,
+    }
+}
+
+#[test]
+fn least_requested_filters_and_scores_a_node_table() {
+    let t = least_requested_run(Build::Wasm);
+    assert_eq!(t.reported_name, "least-requested");
+    assert_eq!(
+        t.filtered,
         vec![
             FilterResult::Pass,
             FilterResult::Unschedulable(0),
@@ -174,50 +118,39 @@ fn least_requested_filters_and_scores_a_node_table() {
             FilterResult::Unschedulable(1),
         ]
     );
-    let reasons = plugin.reasons(0).expect("reasons");
-    assert_eq!(reasons[0], "insufficient cpu");
-    assert_eq!(reasons[2], "too many pods");
-
+    assert_eq!(t.reasons[0], "insufficient cpu");
+    assert_eq!(t.reasons[2], "too many pods");
     // half-used: cpu (4000-2000)/4000 = 50, memory (8-3)/8 = 62 -> 56
     // empty:     cpu (4000-1000)/4000 = 75, memory (8-1)/8 = 87 -> 81
-    let scores = plugin
-        .score(1, &pod, &[0, 2])
-        .expect("score")
-        .expect("exported");
-    assert_eq!(scores, vec![56, 81]);
+    assert_eq!(t.scores, vec![56, 81]);
     // The policy exports filter and score only, so normalize-score is not called.
-    let normalized = plugin.normalize_score(1, &scores).expect("normalize");
-    assert_eq!(normalized, None);
-    plugin
-        .end_cycle(1, CycleOutcome::Scheduled(2))
-        .expect("end-cycle");
-
+    assert_eq!(t.normalized, None);
     // An update reaches the guest's table: the empty node fills up.
-    plugin
-        .node_updated(2, node("empty", 4000, 0, 1))
-        .expect("node-updated");
-    let filtered = plugin
-        .filter(2, &pod, &[2])
-        .expect("filter")
-        .expect("exported");
-    assert_eq!(filtered, vec![FilterResult::Unschedulable(0)]);
+    assert_eq!(t.after_update, vec![FilterResult::Unschedulable(0)]);
+    assert_eq!(t.errors, 0);
+    assert_eq!(t.instances_created, 1);
+    // configure, name, 5 node-added, filter, reasons, score, end-cycle, node-updated, filter,
+    // end-cycle, node-removed, score, end-cycle; not normalize-score, which is not exported.
+    assert_eq!(t.calls, 17);
+}
 
-    let m = plugin.metrics();
-    assert_eq!(m.errors, 0);
-    assert_eq!(m.instances_created, 1);
-    assert_eq!(m.calls, 13, "normalize-score is not exported, so not called");
-    assert_eq!(m.latency.counts.iter().sum::<u64>(), m.calls);
+#[test]
+fn least_requested_gives_the_same_results_as_wasm_and_native() {
+    let wasm = least_requested_run(Build::Wasm);
+    let native = least_requested_run(Build::Native);
+    assert_eq!(wasm, native);
 }
 
 fn misbehaving(
     host: &PluginHost,
     mode: &str,
     limits: PluginLimits,
-) -> keelson_plugin_host::SchedulerPlugin {
+    build: Build,
+) -> SchedulerPlugin {
     let mut plugin = host
         .scheduler_plugin(
             &format!("misbehaving-{mode}"),
-            &guest("misbehaving"),
+            &guest("misbehaving", build),
             limits,
         )
         .expect("plugin loads");
@@ -228,13 +161,14 @@ fn misbehaving(
     plugin
 }
 
-/// After a failed call the plugin serves the next one on a fresh, replayed instance.
-fn assert_recovers(plugin: &mut keelson_plugin_host::SchedulerPlugin) {
-    let filtered = plugin
-        .filter(2, &pod(100, GI), &[0])
-        .expect("next call works")
-        .expect("exported");
-    assert_eq!(filtered, vec![FilterResult::Pass]);
+/// After a failed call the plugin serves the next one on a fresh, configured instance (the
+/// misbehaving guest's every extension point misbehaves, so node events and `name` are what
+/// is left to call; `flaky-scheduler` checks the replayed node table).
+fn assert_recovers(plugin: &mut SchedulerPlugin) {
+    plugin
+        .node_updated(0, node("n0", 100, 0, 1))
+        .expect("next call works");
+    assert_eq!(plugin.reported_name().expect("name"), "misbehaving");
     assert_eq!(plugin.metrics().instances_created, 2);
 }
 
@@ -245,7 +179,7 @@ fn a_guest_that_loops_forever_is_cut_off_at_its_deadline() {
         deadline: Duration::from_millis(50),
         ..PluginLimits::default()
     };
-    let mut plugin = misbehaving(&host, "loop", limits);
+    let mut plugin = misbehaving(&host, "loop", limits, Build::Wasm);
     // Deadlines keep working after the host is dropped: plugins keep its epoch ticker alive.
     drop(host);
     let start = Instant::now();
@@ -278,7 +212,7 @@ fn a_guest_that_allocates_without_bound_hits_its_memory_cap() {
         memory: 16 << 20,
         ..PluginLimits::default()
     };
-    let mut plugin = misbehaving(&host, "allocate", limits);
+    let mut plugin = misbehaving(&host, "allocate", limits, Build::Wasm);
     let err = plugin
         .score(1, &pod(100, GI), &[0])
         .expect_err("memory cap");
@@ -300,7 +234,7 @@ fn a_guest_that_allocates_without_bound_hits_its_memory_cap() {
 #[test]
 fn a_guest_that_panics_traps_with_an_error_naming_the_call() {
     let host = host();
-    let mut plugin = misbehaving(&host, "panic", PluginLimits::default());
+    let mut plugin = misbehaving(&host, "panic", PluginLimits::default(), Build::Wasm);
     let err = plugin.score(1, &pod(100, GI), &[0]).expect_err("trap");
     assert!(matches!(err, Error::Trap { call: "score", .. }), "{err:?}");
     assert_eq!(
@@ -316,7 +250,7 @@ fn a_guest_that_panics_traps_with_an_error_naming_the_call() {
 fn bad_options_are_a_plugin_error_naming_configure() {
     let host = host();
     let mut plugin = host
-        .scheduler_plugin("lr", &guest("least-requested"), PluginLimits::default())
+        .load_scheduler(&spec("lr", "least-requested", Build::Wasm))
         .expect("plugin loads");
     let err = plugin.configure("{\"x\": 1}").expect_err("invalid config");
     assert_eq!(
@@ -332,14 +266,14 @@ fn a_second_load_of_the_same_file_hits_the_compiled_code_cache() {
         cache_dir: Some(cache.path().to_path_buf()),
         ..HostConfig::default()
     };
-    let path = guest("least-requested");
+    let path = guest("least-requested", Build::Wasm);
     let host = PluginHost::new(config.clone()).expect("host starts");
     host.load_component(&path).expect("first load");
     assert_eq!(host.cache_stats().compiles, 1);
     assert_eq!(host.cache_stats().hits, 0);
 
     let mut plugin = host
-        .scheduler_plugin("lr", &path, PluginLimits::default())
+        .load_scheduler(&PluginSpec::new("lr", &path))
         .expect("second load");
     assert_eq!(host.cache_stats().compiles, 1);
     assert_eq!(host.cache_stats().hits, 1);
@@ -365,7 +299,7 @@ fn a_second_load_of_the_same_file_hits_the_compiled_code_cache() {
 fn only_the_extension_points_a_component_exports_are_called() {
     let host = host();
     let mut plugin = host
-        .scheduler_plugin("so", &guest("score-only"), PluginLimits::default())
+        .load_scheduler(&spec("so", "score-only", Build::Wasm))
         .expect("plugin loads");
     let points = plugin.extension_points();
     assert!(!points.pre_filter && !points.filter && points.score && !points.normalize_score);
@@ -395,4 +329,132 @@ fn only_the_extension_points_a_component_exports_are_called() {
         .expect("end-cycle");
     // configure, 2 node events, score, end-cycle: nothing for the missing extension points.
     assert_eq!(plugin.metrics().calls, 5);
+}
+
+#[test]
+fn a_native_panic_is_caught_reported_and_followed_by_a_replayed_instance() {
+    let host = host();
+    let mut plugin = misbehaving(&host, "panic", PluginLimits::default(), Build::Native);
+    assert_eq!(plugin.format(), PluginFormat::NativeLibrary);
+    let err = plugin.score(1, &pod(100, GI), &[0]).expect_err("panic");
+    match &err {
+        Error::Panic {
+            plugin,
+            call,
+            message,
+        } => {
+            assert_eq!(plugin, "misbehaving-panic");
+            assert_eq!(*call, "score");
+            assert_eq!(message, "misbehaving plugin panics as configured");
+        }
+        other => panic!("expected a panic error, got {other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        "plugin \"misbehaving-panic\": call \"score\" panicked: misbehaving plugin panics as configured"
+    );
+    assert!(err.is_fatal_to_instance());
+    assert_eq!(plugin.metrics().traps, 1);
+    // The cycle's state went with the instance: end-cycle is skipped, not an error.
+    plugin
+        .end_cycle(1, CycleOutcome::Failed)
+        .expect("end-cycle");
+    // The fresh instance was configured and got node 0 again: filter passes it.
+    assert_recovers(&mut plugin);
+}
+
+#[test]
+fn native_calls_past_the_deadline_complete_and_are_counted() {
+    let host = host();
+    let limits = PluginLimits {
+        deadline: Duration::ZERO,
+        ..PluginLimits::default()
+    };
+    let mut plugin = host
+        .load_scheduler(&spec("lr", "least-requested", Build::Native).with_limits(limits))
+        .expect("plugin loads");
+    plugin
+        .configure("{}")
+        .expect("configure runs to completion");
+    plugin
+        .node_added(0, node("a", 0, 0, 0))
+        .expect("node-added runs to completion");
+    let m = plugin.metrics();
+    assert_eq!(
+        m.deadlines_exceeded, 0,
+        "native calls are never interrupted"
+    );
+    assert!(m.native_deadline_overruns >= 1, "{m:?}");
+}
+
+#[test]
+fn fail_open_skips_a_failing_plugin_and_fail_closed_fails_the_cycle() {
+    let host = host();
+    for (policy, expected) in [
+        (FailurePolicy::FailClosed, FailureAction::FailCycle),
+        (FailurePolicy::FailOpen, FailureAction::SkipPlugin),
+    ] {
+        let mut plugin = host
+            .load_scheduler(
+                &spec("misbehaving", "misbehaving", Build::Wasm).with_failure_policy(policy),
+            )
+            .expect("plugin loads");
+        plugin.configure("\"panic\"").expect("configure");
+        plugin
+            .node_added(0, node("n0", 0, 0, 0))
+            .expect("node-added");
+        let err = plugin.score(1, &pod(100, GI), &[0]).expect_err("trap");
+        assert_eq!(plugin.on_error(&err), expected);
+        let failed_open = u64::from(policy == FailurePolicy::FailOpen);
+        assert_eq!(plugin.metrics().failed_open, failed_open);
+    }
+}
+
+#[test]
+fn after_a_failure_the_fresh_instance_has_the_node_table_replayed() {
+    let host = host();
+    for build in common::BOTH {
+        let mut plugin = host
+            .load_scheduler(&spec("flaky", "flaky-scheduler", build))
+            .expect("plugin loads");
+        plugin.configure("{}").expect("configure");
+        plugin
+            .node_added(0, node("a", 0, 0, 7))
+            .expect("node-added");
+        plugin
+            .node_added(1, node("b", 0, 0, 3))
+            .expect("node-added");
+        plugin.node_removed(0).expect("node-removed");
+        plugin
+            .node_added(2, node("c", 0, 0, 5))
+            .expect("node-added");
+
+        let mut boom = pod(100, GI);
+        boom.name = "boom".into();
+        let err = plugin.score(1, &boom, &[1, 2]).expect_err("fails");
+        assert!(err.is_fatal_to_instance(), "{build:?}: {err:?}");
+        match build {
+            Build::Wasm => assert!(matches!(err, Error::Trap { call: "score", .. }), "{err:?}"),
+            Build::Native => assert!(
+                matches!(&err, Error::Panic { call: "score", message, .. } if message == "boom"),
+                "{err:?}"
+            ),
+        }
+        plugin
+            .end_cycle(1, CycleOutcome::Failed)
+            .expect("end-cycle");
+
+        // Scores are the nodes' pod counts, read from the guest's own table: the fresh
+        // instance got nodes 1 and 2 again, and not the removed node 0.
+        let scores = plugin.score(2, &pod(100, GI), &[1, 2]).expect("score");
+        assert_eq!(scores, Some(vec![3, 5]), "{build:?}");
+        let err = plugin
+            .score(3, &pod(100, GI), &[0])
+            .expect_err("node 0 is gone");
+        assert!(
+            matches!(err, Error::Plugin { call: "score", .. }),
+            "{build:?}: {err:?}"
+        );
+        assert_eq!(plugin.metrics().instances_created, 2, "{build:?}");
+    }
 }
