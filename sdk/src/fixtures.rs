@@ -10,10 +10,15 @@
 //! ```
 
 use crate::{
-    AdmissionRequest, AttachRequest, DetachRequest, GroupVersionKind, GroupVersionResource,
-    HostPort, NodeAffinity, NodeInfo, NodeNetworkInfo, Operation, PodAffinity, PodInfo, Protocol,
-    Resources, Taint, TaintEffect, Toleration, UserInfo,
+    AdmissionRequest, AttachRequest, DetachRequest, DiskVolume, GroupCount, GroupVersionKind,
+    GroupVersionResource, HostPort, NodeAffinity, NodeInfo, NodeNetworkInfo, Operation,
+    PodAffinity, PodInfo, Protocol, Resources, Taint, TaintEffect, Toleration, UserInfo,
 };
+
+/// The CPU (milli-cores) a container without a CPU request counts as in `non-zero-requests`.
+pub const DEFAULT_NON_ZERO_CPU: u64 = 100;
+/// The memory (bytes) a container without a memory request counts as in `non-zero-requests`.
+pub const DEFAULT_NON_ZERO_MEMORY: u64 = 200 << 20;
 
 fn no_resources() -> Resources {
     Resources {
@@ -41,8 +46,10 @@ pub fn node(name: &str) -> NodeBuilder {
         },
         allocatable_pods: 110,
         requested: no_resources(),
+        non_zero_requested: no_resources(),
         pod_count: 0,
         used_ports: Vec::new(),
+        disk_volumes: Vec::new(),
         taints: Vec::new(),
         unschedulable: false,
         ready: true,
@@ -85,7 +92,8 @@ impl NodeBuilder {
         self
     }
 
-    /// CPU and memory already requested by `pods` pods on the node.
+    /// CPU and memory already requested by `pods` pods on the node (also taken as the node's
+    /// `non-zero-requested`; set that field directly to tell them apart).
     ///
     /// ```
     /// let n = keelson_plugin_sdk::fixtures::node("a").requested(1000, 1 << 30, 3).build();
@@ -94,6 +102,8 @@ impl NodeBuilder {
     pub fn requested(mut self, cpu_milli: u64, memory: u64, pods: u32) -> Self {
         self.0.requested.cpu = cpu_milli;
         self.0.requested.memory = memory;
+        self.0.non_zero_requested.cpu = cpu_milli;
+        self.0.non_zero_requested.memory = memory;
         self.0.pod_count = pods;
         self
     }
@@ -138,6 +148,33 @@ impl NodeBuilder {
             protocol: Protocol::Tcp,
         });
         self.0.used_ports.sort_by_key(|p| p.port);
+        self
+    }
+
+    /// Counts `count` pods of group `group` on the node.
+    ///
+    /// ```
+    /// let n = keelson_plugin_sdk::fixtures::node("a").group_count(3, 2).build();
+    /// assert_eq!((n.group_counts[0].group, n.group_counts[0].count), (3, 2));
+    /// ```
+    pub fn group_count(mut self, group: u32, count: u32) -> Self {
+        self.0.group_counts.retain(|g| g.group != group);
+        self.0.group_counts.push(GroupCount { group, count });
+        self.0.group_counts.sort_by_key(|g| g.group);
+        self
+    }
+
+    /// Marks a disk volume as used by a pod on the node.
+    ///
+    /// ```
+    /// let n = keelson_plugin_sdk::fixtures::node("a").disk_volume("gce-pd:data", false).build();
+    /// assert_eq!(n.disk_volumes[0].id, "gce-pd:data");
+    /// ```
+    pub fn disk_volume(mut self, id: &str, read_only: bool) -> Self {
+        self.0.disk_volumes.push(DiskVolume {
+            id: id.into(),
+            read_only,
+        });
         self
     }
 
@@ -187,7 +224,14 @@ pub fn pod(name: &str) -> PodBuilder {
         annotations: Vec::new(),
         priority: 0,
         requests: no_resources(),
+        non_zero_requests: Resources {
+            cpu: DEFAULT_NON_ZERO_CPU,
+            memory: DEFAULT_NON_ZERO_MEMORY,
+            ..no_resources()
+        },
         host_ports: Vec::new(),
+        disk_volumes: Vec::new(),
+        node_name: None,
         node_selector: Vec::new(),
         node_affinity: NodeAffinity {
             required: Vec::new(),
@@ -204,6 +248,7 @@ pub fn pod(name: &str) -> PodBuilder {
         },
         topology_spread: Vec::new(),
         spread_groups: Vec::new(),
+        service_groups: Vec::new(),
     })
 }
 
@@ -229,6 +274,11 @@ impl PodBuilder {
     /// ```
     pub fn cpu(mut self, milli: u64) -> Self {
         self.0.requests.cpu = milli;
+        self.0.non_zero_requests.cpu = if milli == 0 {
+            DEFAULT_NON_ZERO_CPU
+        } else {
+            milli
+        };
         self
     }
 
@@ -239,6 +289,51 @@ impl PodBuilder {
     /// ```
     pub fn memory(mut self, bytes: u64) -> Self {
         self.0.requests.memory = bytes;
+        self.0.non_zero_requests.memory = if bytes == 0 {
+            DEFAULT_NON_ZERO_MEMORY
+        } else {
+            bytes
+        };
+        self
+    }
+
+    /// Adds a disk volume the pod mounts.
+    ///
+    /// ```
+    /// let p = keelson_plugin_sdk::fixtures::pod("p").disk_volume("aws-ebs:vol-1", false).build();
+    /// assert_eq!(p.disk_volumes.len(), 1);
+    /// ```
+    pub fn disk_volume(mut self, id: &str, read_only: bool) -> Self {
+        self.0.disk_volumes.push(DiskVolume {
+            id: id.into(),
+            read_only,
+        });
+        self
+    }
+
+    /// Adds a group that selects the pod: a service's when `service` is true (also added to
+    /// `service-groups`), else a controller's.
+    ///
+    /// ```
+    /// let p = keelson_plugin_sdk::fixtures::pod("p").selected_by(1, true).selected_by(2, false).build();
+    /// assert_eq!((p.spread_groups, p.service_groups), (vec![1, 2], vec![1]));
+    /// ```
+    pub fn selected_by(mut self, group: u32, service: bool) -> Self {
+        self.0.spread_groups.push(group);
+        if service {
+            self.0.service_groups.push(group);
+        }
+        self
+    }
+
+    /// Sets `spec.nodeName`.
+    ///
+    /// ```
+    /// let p = keelson_plugin_sdk::fixtures::pod("p").node_name("n1").build();
+    /// assert_eq!(p.node_name.as_deref(), Some("n1"));
+    /// ```
+    pub fn node_name(mut self, node: &str) -> Self {
+        self.0.node_name = Some(node.into());
         self
     }
 

@@ -116,10 +116,10 @@ pub use bindings::keelson::plugin::network_types::{
     MacAddress, Netns, NodeAddress, NodeAddressKind, NodeNetworkInfo, PodAddress, Route,
 };
 pub use bindings::keelson::plugin::scheduler_types::{
-    CycleOutcome, FilterResult, GroupCount, HostPort, NodeAffinity, NodeInfo, NodeSelectorTerm,
-    PodAffinity, PodAffinityTerm, PodInfo, PreFilterResult, PreferredNodeTerm, Protocol, Taint,
-    TaintEffect, Toleration, TolerationOperator, TopologySpread, UnsatisfiableAction,
-    WeightedPodAffinityTerm,
+    CycleOutcome, DiskVolume, FilterResult, GroupCount, HostPort, NodeAffinity, NodeInfo,
+    NodeSelectorTerm, PodAffinity, PodAffinityTerm, PodInfo, PreFilterResult, PreferredNodeTerm,
+    Protocol, Taint, TaintEffect, Toleration, TolerationOperator, TopologySpread,
+    UnsatisfiableAction, WeightedPodAffinityTerm,
 };
 pub use bindings::keelson::plugin::types::{
     ErrorKind, GroupVersionKind, GroupVersionResource, LabelSelector, NamedQuantity, PluginError,

@@ -57,7 +57,7 @@ impl NodeTable {
     ///
     /// ```
     /// # use keelson_plugin_sdk::*;
-    /// # fn node() -> NodeInfo { NodeInfo { name: "a".into(), labels: vec![], allocatable: Resources { cpu: 0, memory: 0, ephemeral_storage: 0, extended: vec![] }, allocatable_pods: 0, requested: Resources { cpu: 0, memory: 0, ephemeral_storage: 0, extended: vec![] }, pod_count: 0, used_ports: vec![], taints: vec![], unschedulable: false, ready: true, group_counts: vec![] } }
+    /// # fn node() -> NodeInfo { keelson_plugin_sdk::fixtures::node("a").build() }
     /// let mut table = NodeTable::default();
     /// table.insert(2, node());
     /// assert_eq!(table.get(2).map(|n| n.name.as_str()), Some("a"));

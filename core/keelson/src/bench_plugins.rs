@@ -61,8 +61,10 @@ fn node(i: u32) -> NodeInfo {
         allocatable: resources(cores * 1000, gib << 30),
         allocatable_pods: 110,
         requested: resources(cores * 100 * used, (gib << 30) / 10 * used),
+        non_zero_requested: resources(cores * 100 * used, (gib << 30) / 10 * used),
         pod_count: (i % 7) * 15,
         used_ports: Vec::new(),
+        disk_volumes: Vec::new(),
         taints: Vec::new(),
         unschedulable: false,
         ready: true,
@@ -79,7 +81,10 @@ fn pod() -> PodInfo {
         annotations: Vec::new(),
         priority: 0,
         requests: resources(1500, 3 << 30),
+        non_zero_requests: resources(1500, 3 << 30),
         host_ports: Vec::new(),
+        disk_volumes: Vec::new(),
+        node_name: None,
         node_selector: Vec::new(),
         node_affinity: NodeAffinity {
             required: Vec::new(),
@@ -96,6 +101,7 @@ fn pod() -> PodInfo {
         },
         topology_spread: Vec::new(),
         spread_groups: Vec::new(),
+        service_groups: Vec::new(),
     }
 }
 

@@ -91,8 +91,10 @@ fn smoke_node(name: &str, cores: u64, used_pods: u32, zone: &str) -> NodeInfo {
         allocatable: resources(cores * 1000, cores << 31),
         allocatable_pods: 110,
         requested: resources(500 * u64::from(used_pods), 256 << 20),
+        non_zero_requested: resources(500 * u64::from(used_pods), 256 << 20),
         pod_count: used_pods,
         used_ports: Vec::new(),
+        disk_volumes: Vec::new(),
         taints: Vec::new(),
         unschedulable: false,
         ready: true,
@@ -109,7 +111,10 @@ fn smoke_pod() -> PodInfo {
         annotations: Vec::new(),
         priority: 0,
         requests: resources(250, 64 << 20),
+        non_zero_requests: resources(250, 64 << 20),
         host_ports: Vec::new(),
+        disk_volumes: Vec::new(),
+        node_name: None,
         node_selector: Vec::new(),
         node_affinity: NodeAffinity {
             required: Vec::new(),
@@ -126,6 +131,7 @@ fn smoke_pod() -> PodInfo {
         },
         topology_spread: Vec::new(),
         spread_groups: Vec::new(),
+        service_groups: Vec::new(),
     }
 }
 

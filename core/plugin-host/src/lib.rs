@@ -92,9 +92,9 @@ pub use network::{
     Route,
 };
 pub use scheduler::{
-    CycleOutcome, ExtensionPoints, FailureAction, FilterResult, GroupCount, HostPort, NodeAffinity,
-    NodeInfo, NodeSelectorTerm, PodAffinity, PodAffinityTerm, PodInfo, PreFilterResult,
-    PreferredNodeTerm, Protocol, SchedulerPlugin, Taint, TaintEffect, Toleration,
+    CycleOutcome, DiskVolume, ExtensionPoints, FailureAction, FilterResult, GroupCount, HostPort,
+    NodeAffinity, NodeInfo, NodeSelectorTerm, PodAffinity, PodAffinityTerm, PodInfo,
+    PreFilterResult, PreferredNodeTerm, Protocol, SchedulerPlugin, Taint, TaintEffect, Toleration,
     TolerationOperator, TopologySpread, UnsatisfiableAction, WeightedPodAffinityTerm,
 };
 pub use services::{ClusterLookup, DryRunHostNet, HostNet, NoCluster, NoHostNet};

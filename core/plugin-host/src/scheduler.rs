@@ -18,10 +18,10 @@ use crate::state::StoreState;
 use crate::{Error, ErrorKind, FailurePolicy, Result};
 
 pub use crate::bindings::keelson::plugin::scheduler_types::{
-    CycleOutcome, FilterResult, GroupCount, HostPort, NodeAffinity, NodeInfo, NodeSelectorTerm,
-    PodAffinity, PodAffinityTerm, PodInfo, PreFilterResult, PreferredNodeTerm, Protocol, Taint,
-    TaintEffect, Toleration, TolerationOperator, TopologySpread, UnsatisfiableAction,
-    WeightedPodAffinityTerm,
+    CycleOutcome, DiskVolume, FilterResult, GroupCount, HostPort, NodeAffinity, NodeInfo,
+    NodeSelectorTerm, PodAffinity, PodAffinityTerm, PodInfo, PreFilterResult, PreferredNodeTerm,
+    Protocol, Taint, TaintEffect, Toleration, TolerationOperator, TopologySpread,
+    UnsatisfiableAction, WeightedPodAffinityTerm,
 };
 
 /// Which optional extension points a scheduler plugin exports; the host calls only those.

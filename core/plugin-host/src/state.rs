@@ -66,13 +66,15 @@ impl LogSink {
         }
     }
 
-    pub(crate) fn log(&mut self, level: log::Level, mut message: String) {
+    /// Applies the per-call record limit and the length cap: the text to log, or `None` when
+    /// the record is dropped.
+    fn admit(&mut self, mut message: String) -> Option<String> {
         self.records += 1;
         if self.records > MAX_LOG_RECORDS_PER_CALL {
             if self.records == MAX_LOG_RECORDS_PER_CALL + 1 {
                 tracing::warn!(plugin = %self.plugin, call = self.call, "plugin logs too much; dropping its records until the next call");
             }
-            return;
+            return None;
         }
         if message.len() > MAX_LOG_MESSAGE {
             let mut end = MAX_LOG_MESSAGE;
@@ -82,6 +84,13 @@ impl LogSink {
             message.truncate(end);
             message.push_str("...");
         }
+        Some(message)
+    }
+
+    pub(crate) fn log(&mut self, level: log::Level, message: String) {
+        let Some(message) = self.admit(message) else {
+            return;
+        };
         let (plugin, call) = (&*self.plugin, self.call);
         match level {
             log::Level::Trace => tracing::trace!(plugin, call, "{message}"),
@@ -327,5 +336,33 @@ impl Pollable for TracingOutput {
 impl Drop for TracingOutput {
     fn drop(&mut self) {
         self.emit();
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary() {
+        let mut sink = LogSink::new("p".into());
+        sink.begin_call("score");
+        let long = "é".repeat(MAX_LOG_MESSAGE);
+        let kept = sink.admit(long).expect("kept");
+        assert!(kept.ends_with("..."));
+        assert!(kept.len() <= MAX_LOG_MESSAGE + 3);
+        assert_eq!(sink.admit("short".into()).as_deref(), Some("short"));
+    }
+
+    #[test]
+    fn a_chatty_call_is_cut_off_until_the_next_call() {
+        let mut sink = LogSink::new("p".into());
+        sink.begin_call("filter");
+        let kept = (0..MAX_LOG_RECORDS_PER_CALL + 50)
+            .filter(|i| sink.admit(format!("record {i}")).is_some())
+            .count();
+        assert_eq!(kept, MAX_LOG_RECORDS_PER_CALL as usize);
+        sink.begin_call("score");
+        assert!(sink.admit("again".into()).is_some());
     }
 }

@@ -126,8 +126,10 @@ pub fn node(name: &str, requested_cpu: u64, requested_memory: u64, pod_count: u3
         allocatable: resources(4000, 8 * GI),
         allocatable_pods: 110,
         requested: resources(requested_cpu, requested_memory),
+        non_zero_requested: resources(requested_cpu, requested_memory),
         pod_count,
         used_ports: vec![],
+        disk_volumes: Vec::new(),
         taints: vec![],
         unschedulable: false,
         ready: true,
@@ -148,7 +150,10 @@ pub fn pod(cpu: u64, memory: u64) -> PodInfo {
         annotations: vec![],
         priority: 0,
         requests: resources(cpu, memory),
+        non_zero_requests: resources(cpu, memory),
         host_ports: vec![],
+        disk_volumes: Vec::new(),
+        node_name: None,
         node_selector: vec![],
         node_affinity: NodeAffinity {
             required: vec![],
@@ -159,6 +164,7 @@ pub fn pod(cpu: u64, memory: u64) -> PodInfo {
         pod_anti_affinity: no_affinity,
         topology_spread: vec![],
         spread_groups: vec![],
+        service_groups: Vec::new(),
     }
 }
 
