@@ -221,9 +221,7 @@ pub mod wasm {
 #[cfg(not(target_arch = "wasm32"))]
 #[allow(unsafe_code)]
 pub mod native {
-    use std::ffi::c_void;
-
-    use keelson_plugin_abi::{Bytes, HostVtable, OwnedBuf, admission as f, lifecycle};
+    use keelson_plugin_abi::{admission as f, lifecycle};
 
     use super::{AdmissionCheck, Runtime};
     use crate::AdmissionRequest;
@@ -264,36 +262,5 @@ pub mod native {
         }
     }
 
-    /// Creates an instance.
-    ///
-    /// # Safety
-    /// See the ABI: `host` outlives the instance.
-    pub unsafe fn create<T: AdmissionCheck>(host: *const HostVtable) -> *mut c_void {
-        // SAFETY: forwarded contract.
-        unsafe { crate::native::create::<Runtime<T>>(host) }
-    }
-
-    /// Runs one call.
-    ///
-    /// # Safety
-    /// See the ABI: a live instance of this type, readable input, writable output.
-    pub unsafe fn call<T: AdmissionCheck>(
-        exports: &[&str],
-        instance: *mut c_void,
-        func: u32,
-        input: Bytes,
-        output: *mut OwnedBuf,
-    ) -> u32 {
-        // SAFETY: forwarded contract.
-        unsafe { crate::native::call::<Runtime<T>>(exports, instance, func, input, output) }
-    }
-
-    /// Destroys an instance.
-    ///
-    /// # Safety
-    /// See the ABI: a live instance of this type, not used afterwards.
-    pub unsafe fn destroy<T: AdmissionCheck>(instance: *mut c_void) {
-        // SAFETY: forwarded contract.
-        unsafe { crate::native::destroy::<Runtime<T>>(instance) }
-    }
+    crate::native::entry_points!(AdmissionCheck);
 }

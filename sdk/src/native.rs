@@ -136,6 +136,49 @@ pub(crate) unsafe fn destroy<R: Runtime>(instance: *mut c_void) {
     let _ = catch_unwind(AssertUnwindSafe(move || drop(instance)));
 }
 
+/// Defines the `create`, `call` and `destroy` functions a plugin kind's `native` module
+/// exposes to the export macro, for the kind's trait `$bound` and its `Runtime<T>` (in scope
+/// where the macro is used).
+macro_rules! entry_points {
+    ($bound:path) => {
+        /// Creates an instance.
+        ///
+        /// # Safety
+        /// See the ABI: `host` outlives the instance.
+        pub unsafe fn create<T: $bound>(
+            host: *const keelson_plugin_abi::HostVtable,
+        ) -> *mut std::ffi::c_void {
+            // SAFETY: forwarded contract.
+            unsafe { crate::native::create::<Runtime<T>>(host) }
+        }
+
+        /// Runs one call.
+        ///
+        /// # Safety
+        /// See the ABI: a live instance of this type, readable input, writable output.
+        pub unsafe fn call<T: $bound>(
+            exports: &[&str],
+            instance: *mut std::ffi::c_void,
+            func: u32,
+            input: keelson_plugin_abi::Bytes,
+            output: *mut keelson_plugin_abi::OwnedBuf,
+        ) -> u32 {
+            // SAFETY: forwarded contract.
+            unsafe { crate::native::call::<Runtime<T>>(exports, instance, func, input, output) }
+        }
+
+        /// Destroys an instance.
+        ///
+        /// # Safety
+        /// See the ABI: a live instance of this type, not used afterwards.
+        pub unsafe fn destroy<T: $bound>(instance: *mut std::ffi::c_void) {
+            // SAFETY: forwarded contract.
+            unsafe { crate::native::destroy::<Runtime<T>>(instance) }
+        }
+    };
+}
+pub(crate) use entry_points;
+
 /// Releases a buffer this library returned.
 pub extern "C" fn free_buf(buf: OwnedBuf) {
     if !buf.ptr.is_null() {

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use keelson_plugin_host::records::{blank_node, blank_pod, resources};
 use keelson_plugin_host::{
-    CycleOutcome, FilterResult, HostConfig, NodeAffinity, NodeInfo, PluginHost, PluginLimits,
-    PodAffinity, PodInfo, Resources, SchedulerPlugin,
+    CycleOutcome, FilterResult, HostConfig, NodeInfo, PluginHost, PluginLimits, PodInfo,
+    SchedulerPlugin,
 };
 
 #[derive(Args, Debug)]
@@ -34,74 +35,36 @@ pub struct BenchPluginsArgs {
     pub native: Option<PathBuf>,
 }
 
-fn resources(cpu: u64, memory: u64) -> Resources {
-    Resources {
-        cpu,
-        memory,
-        ephemeral_storage: 0,
-        extended: Vec::new(),
-    }
-}
-
 /// Node `i`: 4 to 64 cores and 8 to 256 GiB, with a varying share already requested, so the
 /// filter rejects some nodes for each reason and the scores spread.
 fn node(i: u32) -> NodeInfo {
     let cores = 4 + u64::from(i % 16) * 4;
     let gib = 8 + u64::from(i % 32) * 8;
     let used = u64::from(i % 10);
+    let requested = resources(cores * 100 * used, (gib << 30) / 10 * used);
+    let name = format!("node-{i:05}");
     NodeInfo {
-        name: format!("node-{i:05}"),
         labels: vec![
-            ("kubernetes.io/hostname".into(), format!("node-{i:05}")),
+            ("kubernetes.io/hostname".into(), name.clone()),
             (
                 "topology.kubernetes.io/zone".into(),
                 format!("zone-{}", i % 3),
             ),
         ],
         allocatable: resources(cores * 1000, gib << 30),
-        allocatable_pods: 110,
-        requested: resources(cores * 100 * used, (gib << 30) / 10 * used),
-        non_zero_requested: resources(cores * 100 * used, (gib << 30) / 10 * used),
+        non_zero_requested: requested.clone(),
+        requested,
         pod_count: (i % 7) * 15,
-        used_ports: Vec::new(),
-        disk_volumes: Vec::new(),
-        taints: Vec::new(),
-        unschedulable: false,
-        ready: true,
-        group_counts: Vec::new(),
+        ..blank_node(&name)
     }
 }
 
 fn pod() -> PodInfo {
     PodInfo {
-        uid: "bench-pod".into(),
-        namespace: "default".into(),
-        name: "bench".into(),
         labels: vec![("app".into(), "bench".into())],
-        annotations: Vec::new(),
-        priority: 0,
         requests: resources(1500, 3 << 30),
         non_zero_requests: resources(1500, 3 << 30),
-        host_ports: Vec::new(),
-        disk_volumes: Vec::new(),
-        node_name: None,
-        node_selector: Vec::new(),
-        node_affinity: NodeAffinity {
-            required: Vec::new(),
-            preferred: Vec::new(),
-        },
-        tolerations: Vec::new(),
-        pod_affinity: PodAffinity {
-            required: Vec::new(),
-            preferred: Vec::new(),
-        },
-        pod_anti_affinity: PodAffinity {
-            required: Vec::new(),
-            preferred: Vec::new(),
-        },
-        topology_spread: Vec::new(),
-        spread_groups: Vec::new(),
-        service_groups: Vec::new(),
+        ..blank_pod("default", "bench")
     }
 }
 

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use keelson_plugin_host::records::{blank_node, blank_pod, resources};
 use keelson_plugin_host::{
     AdmissionRequest, AttachRequest, CycleOutcome, DetachRequest, DryRunHostNet, FilterResult,
     GroupVersionKind, GroupVersionResource, HostConfig, HostServices, IpAddress, IpPrefix,
-    LoadedPlugin, NodeAffinity, NodeInfo, NodeNetworkInfo, Operation, PluginHost, PluginLimits,
-    PluginMetrics, PluginSpec, PodAffinity, PodInfo, PreFilterResult, Resources, UserInfo,
+    LoadedPlugin, NodeInfo, NodeNetworkInfo, Operation, PluginHost, PluginLimits, PluginMetrics,
+    PluginSpec, PodInfo, PreFilterResult, UserInfo,
 };
 
 use crate::plugin::{CheckArgs, InspectArgs};
@@ -72,66 +73,28 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn resources(cpu: u64, memory: u64) -> Resources {
-    Resources {
-        cpu,
-        memory,
-        ephemeral_storage: 0,
-        extended: Vec::new(),
-    }
-}
-
 fn smoke_node(name: &str, cores: u64, used_pods: u32, zone: &str) -> NodeInfo {
+    let requested = resources(500 * u64::from(used_pods), 256 << 20);
     NodeInfo {
-        name: name.into(),
         labels: vec![
             ("kubernetes.io/hostname".into(), name.into()),
             ("topology.kubernetes.io/zone".into(), zone.into()),
         ],
         allocatable: resources(cores * 1000, cores << 31),
-        allocatable_pods: 110,
-        requested: resources(500 * u64::from(used_pods), 256 << 20),
-        non_zero_requested: resources(500 * u64::from(used_pods), 256 << 20),
+        non_zero_requested: requested.clone(),
+        requested,
         pod_count: used_pods,
-        used_ports: Vec::new(),
-        disk_volumes: Vec::new(),
-        taints: Vec::new(),
-        unschedulable: false,
-        ready: true,
-        group_counts: Vec::new(),
+        ..blank_node(name)
     }
 }
 
 fn smoke_pod() -> PodInfo {
     PodInfo {
         uid: "00000000-0000-0000-0000-00000000c4ec".into(),
-        namespace: "default".into(),
-        name: "plugin-check".into(),
         labels: vec![("app".into(), "plugin-check".into())],
-        annotations: Vec::new(),
-        priority: 0,
         requests: resources(250, 64 << 20),
         non_zero_requests: resources(250, 64 << 20),
-        host_ports: Vec::new(),
-        disk_volumes: Vec::new(),
-        node_name: None,
-        node_selector: Vec::new(),
-        node_affinity: NodeAffinity {
-            required: Vec::new(),
-            preferred: Vec::new(),
-        },
-        tolerations: Vec::new(),
-        pod_affinity: PodAffinity {
-            required: Vec::new(),
-            preferred: Vec::new(),
-        },
-        pod_anti_affinity: PodAffinity {
-            required: Vec::new(),
-            preferred: Vec::new(),
-        },
-        topology_spread: Vec::new(),
-        spread_groups: Vec::new(),
-        service_groups: Vec::new(),
+        ..blank_pod("default", "plugin-check")
     }
 }
 

@@ -54,6 +54,7 @@ mod linker;
 mod metrics;
 mod native;
 mod network;
+pub mod records;
 mod scheduler;
 mod services;
 mod state;

@@ -110,61 +110,26 @@ pub fn spec(name: &str, guest_name: &str, build: Build) -> PluginSpec {
 
 pub const GI: u64 = 1 << 30;
 
-pub fn resources(cpu: u64, memory: u64) -> Resources {
-    Resources {
-        cpu,
-        memory,
-        ephemeral_storage: 0,
-        extended: vec![],
-    }
-}
+pub use keelson_plugin_host::records::resources;
+use keelson_plugin_host::records::{blank_node, blank_pod};
 
 pub fn node(name: &str, requested_cpu: u64, requested_memory: u64, pod_count: u32) -> NodeInfo {
     NodeInfo {
-        name: name.into(),
         labels: vec![],
         allocatable: resources(4000, 8 * GI),
-        allocatable_pods: 110,
         requested: resources(requested_cpu, requested_memory),
         non_zero_requested: resources(requested_cpu, requested_memory),
         pod_count,
-        used_ports: vec![],
-        disk_volumes: Vec::new(),
-        taints: vec![],
-        unschedulable: false,
-        ready: true,
-        group_counts: vec![],
+        ..blank_node(name)
     }
 }
 
 pub fn pod(cpu: u64, memory: u64) -> PodInfo {
-    let no_affinity = PodAffinity {
-        required: vec![],
-        preferred: vec![],
-    };
     PodInfo {
         uid: "uid-1".into(),
-        namespace: "default".into(),
-        name: "web-0".into(),
-        labels: vec![],
-        annotations: vec![],
-        priority: 0,
         requests: resources(cpu, memory),
         non_zero_requests: resources(cpu, memory),
-        host_ports: vec![],
-        disk_volumes: Vec::new(),
-        node_name: None,
-        node_selector: vec![],
-        node_affinity: NodeAffinity {
-            required: vec![],
-            preferred: vec![],
-        },
-        tolerations: vec![],
-        pod_affinity: no_affinity.clone(),
-        pod_anti_affinity: no_affinity,
-        topology_spread: vec![],
-        spread_groups: vec![],
-        service_groups: Vec::new(),
+        ..blank_pod("default", "web-0")
     }
 }
 
