@@ -1,7 +1,7 @@
 //! Helpers shared by the policies: label lookups, option parsing and toleration matching.
 
 use keelson_plugin_sdk::{
-    FilterResult, NodeIndex, NodeInfo, NodeTable, Taint, TaintEffect, Toleration,
+    FilterResult, NodeIndex, NodeInfo, NodeTable, PodInfo, Taint, TaintEffect, Toleration,
     TolerationOperator,
 };
 use serde::Deserialize;
@@ -16,6 +16,19 @@ pub(crate) fn label<'a>(labels: &'a [(String, String)], key: &str) -> Option<&'a
         .iter()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.as_str())
+}
+
+/// The node's non-zero CPU and memory requests with `pod`'s added: what the v1 resource
+/// priorities weigh against the node's allocatable.
+pub(crate) fn non_zero_with_pod(node: &NodeInfo, pod: &PodInfo) -> (u64, u64) {
+    (
+        node.non_zero_requested
+            .cpu
+            .saturating_add(pod.non_zero_requests.cpu),
+        node.non_zero_requested
+            .memory
+            .saturating_add(pod.non_zero_requests.memory),
+    )
 }
 
 /// Parses a policy's options; blank text counts as `{}` so a policy without options never

@@ -1,6 +1,7 @@
 use keelson_plugin_sdk::{NodeIndex, NodeTable, PluginError, PodInfo, SchedulerPolicy};
 
 use super::score_each;
+use crate::util::non_zero_with_pod;
 
 /// `BalancedResourceAllocation`: favours nodes whose CPU and memory would be used in the same
 /// proportion once the pod is placed.
@@ -44,18 +45,9 @@ impl SchedulerPolicy for BalancedResourceAllocation {
         candidates: &[NodeIndex],
     ) -> Result<Vec<i64>, PluginError> {
         Ok(score_each(nodes, candidates, |node| {
-            let cpu = fraction(
-                node.non_zero_requested
-                    .cpu
-                    .saturating_add(pod.non_zero_requests.cpu),
-                node.allocatable.cpu,
-            );
-            let memory = fraction(
-                node.non_zero_requested
-                    .memory
-                    .saturating_add(pod.non_zero_requests.memory),
-                node.allocatable.memory,
-            );
+            let (cpu, memory) = non_zero_with_pod(node, pod);
+            let cpu = fraction(cpu, node.allocatable.cpu);
+            let memory = fraction(memory, node.allocatable.memory);
             if cpu >= 1.0 || memory >= 1.0 {
                 return 0;
             }

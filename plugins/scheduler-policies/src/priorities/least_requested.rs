@@ -1,6 +1,7 @@
 use keelson_plugin_sdk::{NodeIndex, NodeTable, PluginError, PodInfo, SchedulerPolicy};
 
 use super::score_each;
+use crate::util::non_zero_with_pod;
 
 /// `LeastRequestedPriority`: favours nodes with the most CPU and memory left once the pod is
 /// placed.
@@ -46,18 +47,9 @@ impl SchedulerPolicy for LeastRequestedPriority {
         candidates: &[NodeIndex],
     ) -> Result<Vec<i64>, PluginError> {
         Ok(score_each(nodes, candidates, |node| {
-            let cpu = unused_score(
-                node.non_zero_requested
-                    .cpu
-                    .saturating_add(pod.non_zero_requests.cpu),
-                node.allocatable.cpu,
-            );
-            let memory = unused_score(
-                node.non_zero_requested
-                    .memory
-                    .saturating_add(pod.non_zero_requests.memory),
-                node.allocatable.memory,
-            );
+            let (cpu, memory) = non_zero_with_pod(node, pod);
+            let cpu = unused_score(cpu, node.allocatable.cpu);
+            let memory = unused_score(memory, node.allocatable.memory);
             (cpu + memory) / 2 * 10
         }))
     }
