@@ -22,3 +22,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo nextest (unit, integration and end-to-end tests)"
 cargo build --workspace --locked --bins
 cargo nextest run --workspace --locked --no-fail-fast --profile ci
+
+echo "== cargo test --doc (the examples in the API docs)"
+cargo test --workspace --locked --doc

@@ -2,9 +2,11 @@
 
 mod bench;
 mod bench_plugins;
+mod bench_scheduler;
 mod config;
 mod plugin;
 mod plugin_check;
+mod scheduler_cmd;
 
 use anyhow::Context as _;
 
@@ -29,14 +31,30 @@ struct Cli {
 enum Command {
     /// Run the API server.
     Apiserver(config::ApiserverArgs),
-    /// Run the control plane (for now: the API server; controllers and scheduler join later).
-    Server(config::ApiserverArgs),
+    /// Run the scheduler.
+    Scheduler(scheduler_cmd::SchedulerArgs),
+    /// Run the control plane in one process: the API server and the scheduler.
+    Server(ServerArgs),
     /// Scaffold, build, inspect and check plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
     /// Benchmarks that print figures against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// `keelson server`: the API server's flags, plus the scheduler's config.
+#[derive(clap::Args, Debug)]
+struct ServerArgs {
+    #[command(flatten)]
+    apiserver: config::ApiserverArgs,
+    /// The scheduler's YAML config file (see `keelson scheduler --help`); its kubeconfig
+    /// defaults to the admin kubeconfig the API server writes.
+    #[arg(long)]
+    scheduler_config: Option<std::path::PathBuf>,
+    /// A Kubernetes v1 Policy file for the scheduler.
+    #[arg(long)]
+    policy_config_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -46,6 +64,9 @@ enum BenchCommand {
     /// One filter + score pass over 5,000 nodes: built-in Rust, native library, Wasm
     /// component; and a component's load time with a cold and a warm cache.
     Plugins(bench_plugins::BenchPluginsArgs),
+    /// Pods per second through the scheduler, SchedulingBasic-like: built-in policies,
+    /// native library, Wasm component.
+    Scheduler(bench_scheduler::BenchSchedulerArgs),
 }
 
 fn init_tracing(default: &str) {
@@ -71,6 +92,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Plugin(command) => return plugin::run(command),
         Command::Bench(BenchCommand::Plugins(args)) => return bench_plugins::run(args),
+        Command::Bench(BenchCommand::Scheduler(args)) => return bench_scheduler::run(args),
         _ => {}
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -79,9 +101,12 @@ fn main() -> anyhow::Result<()> {
         .context("start the async runtime")?;
     rt.block_on(async move {
         match cli.command {
-            Command::Apiserver(args) | Command::Server(args) => run_apiserver(args).await,
+            Command::Apiserver(args) => run_apiserver(args).await,
+            Command::Scheduler(args) => run_scheduler(args).await,
+            Command::Server(args) => run_server(args).await,
             Command::Bench(BenchCommand::Api(args)) => bench::run(args).await,
-            Command::Plugin(_) | Command::Bench(BenchCommand::Plugins(_)) => Ok(()),
+            Command::Plugin(_)
+            | Command::Bench(BenchCommand::Plugins(_) | BenchCommand::Scheduler(_)) => Ok(()),
         }
     })
 }
@@ -99,6 +124,71 @@ async fn run_apiserver(args: config::ApiserverArgs) -> anyhow::Result<()> {
     );
     wait_for_signal().await;
     eprintln!("keelson: shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn run_scheduler(args: scheduler_cmd::SchedulerArgs) -> anyhow::Result<()> {
+    let resolved = args.resolve()?;
+    let (_host, scheduler) = scheduler_cmd::build(&resolved)?;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let mut task = tokio::spawn(scheduler_cmd::run(resolved, scheduler, shutdown));
+    tokio::select! {
+        r = &mut task => r.context("scheduler task")?,
+        _ = wait_for_signal() => {
+            eprintln!("keelson: shutting down");
+            let _ = stop.send(true);
+            task.await.context("scheduler task")?
+        }
+    }
+}
+
+async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    // Check the scheduler's config before a port is bound.
+    let sched_args = scheduler_cmd::SchedulerArgs {
+        config: args.scheduler_config,
+        policy_config_file: args.policy_config_file,
+        ..Default::default()
+    };
+    let cfg = args.apiserver.resolve()?;
+    let kubeconfig = cfg.data_dir.join("kubeconfig.yaml");
+    let mut resolved = sched_args.resolve()?;
+    resolved.kubeconfig = kubeconfig;
+    let (host, scheduler) = scheduler_cmd::build(&resolved)?;
+    let server = keelson_apiserver::start(cfg)
+        .await
+        .context("start the API server")?;
+    resolved.kubeconfig = server.kubeconfig.clone();
+    // The scheduler runs Wasm and native policies synchronously; on its own thread and
+    // runtime it never stalls the API server's request handling.
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let sched_thread = std::thread::Builder::new()
+        .name("scheduler".into())
+        .spawn(move || -> anyhow::Result<()> {
+            let _host = host;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("start the scheduler's runtime")?;
+            rt.block_on(scheduler_cmd::run(resolved, scheduler, shutdown))
+        })
+        .context("start the scheduler thread")?;
+    eprintln!(
+        "keelson: API server ready at {}\nkeelson: scheduler started\nkeelson: kubeconfig written to {}\nkeelson: try: kubectl --kubeconfig {} get nodes",
+        server.url,
+        server.kubeconfig.display(),
+        server.kubeconfig.display()
+    );
+    wait_for_signal().await;
+    eprintln!("keelson: shutting down");
+    let _ = stop.send(true);
+    // Give the scheduler a moment to release its lease while the API server still serves.
+    let joined = tokio::task::spawn_blocking(move || sched_thread.join());
+    match tokio::time::timeout(std::time::Duration::from_secs(5), joined).await {
+        Ok(Ok(Ok(Err(e)))) => eprintln!("keelson: scheduler: {e:#}"),
+        Ok(_) => {}
+        Err(_) => eprintln!("keelson: the scheduler did not stop in time"),
+    }
     server.shutdown().await;
     Ok(())
 }

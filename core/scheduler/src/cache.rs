@@ -78,6 +78,8 @@ struct Group {
 pub struct Cache {
     nodes: BTreeMap<String, Node>,
     pods: HashMap<String, PodEntry>,
+    /// The keys of each node's pods, so a node's record costs its own pods, not the cluster's.
+    by_node: HashMap<String, BTreeSet<String>>,
     services: BTreeMap<(String, String), Group>,
     rcs: BTreeMap<(String, String), Group>,
     group_ids: HashMap<String, u32>,
@@ -365,6 +367,33 @@ impl Cache {
         *self.group_ids.entry(key).or_insert(next)
     }
 
+    fn put_pod(&mut self, key: String, entry: PodEntry) -> Option<PodEntry> {
+        self.by_node
+            .entry(entry.node.clone())
+            .or_default()
+            .insert(key.clone());
+        let old = self.pods.insert(key.clone(), entry)?;
+        if self.pods.get(&key).is_none_or(|new| new.node != old.node) {
+            self.unindex(&key, &old.node);
+        }
+        Some(old)
+    }
+
+    fn take_pod(&mut self, key: &str) -> Option<PodEntry> {
+        let old = self.pods.remove(key)?;
+        self.unindex(key, &old.node);
+        Some(old)
+    }
+
+    fn unindex(&mut self, key: &str, node: &str) {
+        if let Some(keys) = self.by_node.get_mut(node) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_node.remove(node);
+            }
+        }
+    }
+
     fn touch_all(&mut self) {
         self.dirty.extend(self.nodes.keys().cloned());
     }
@@ -407,7 +436,7 @@ impl Cache {
             return;
         };
         let entry = self.entry(pod, node, false);
-        if let Some(old) = self.pods.insert(key, entry) {
+        if let Some(old) = self.put_pod(key, entry) {
             self.touch(&old.node);
         }
         let node = pod
@@ -439,7 +468,7 @@ impl Cache {
     /// Forgets the pod `namespace/name` (deleted, finished, or an assumption undone with
     /// [`forget`](Self::forget)).
     pub fn remove_pod(&mut self, key: &str) {
-        if let Some(old) = self.pods.remove(key) {
+        if let Some(old) = self.take_pod(key) {
             self.touch(&old.node);
         }
     }
@@ -447,7 +476,7 @@ impl Cache {
     /// Counts `pod` on `node` now, before the binding round-trips.
     pub fn assume(&mut self, pod: &Pod, node: &str) {
         let entry = self.entry(pod, node.to_string(), true);
-        if let Some(old) = self.pods.insert(pod_key(pod), entry) {
+        if let Some(old) = self.put_pod(pod_key(pod), entry) {
             self.touch(&old.node);
         }
         self.touch(node);
@@ -567,10 +596,13 @@ impl Cache {
             group_counts: Vec::new(),
         };
         let mut counts: BTreeMap<u32, u32> = BTreeMap::new();
-        let mut pods: Vec<(&String, &PodEntry)> =
-            self.pods.iter().filter(|(_, p)| p.node == name).collect();
-        pods.sort_by_key(|(k, _)| *k);
-        for (_, p) in pods {
+        let pods = self
+            .by_node
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.pods.get(k));
+        for p in pods {
             info.pod_count += 1;
             add(&mut info.requested, &p.requests);
             add(&mut info.non_zero_requested, &p.non_zero);

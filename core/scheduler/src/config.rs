@@ -104,7 +104,7 @@ impl PolicyConfig {
     ///
     /// ```
     /// let c = keelson_scheduler::config::PolicyConfig::default_provider();
-    /// assert_eq!(c.predicates.len(), 5);
+    /// assert_eq!(c.predicates.len(), 6);
     /// assert!(c.priorities.iter().all(|p| p.weight == 1));
     /// ```
     pub fn default_provider() -> PolicyConfig {
@@ -124,13 +124,37 @@ impl PolicyConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        PolicyConfig::from_json(&text).map_err(|e| match e {
+        let config = PolicyConfig::from_json(&text).map_err(|e| match e {
             Error::Config { message, .. } => Error::Config {
                 file: format!("{}: ", path.display()),
                 message,
             },
             other => other,
-        })
+        })?;
+        Ok(config.relative_to(path.parent().unwrap_or(Path::new("."))))
+    }
+
+    /// The same config with relative plugin paths taken relative to `dir` (the directory of
+    /// the file that named them), as a reader of the file expects.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use keelson_scheduler::config::{PolicyConfig, PolicySource};
+    /// let c = PolicyConfig::from_json(
+    ///     r#"{"kind":"Policy","apiVersion":"v1","predicates":[{"path":"p.wasm"}]}"#,
+    /// ).unwrap().relative_to(Path::new("/etc/keelson"));
+    /// let PolicySource::Plugin { path, .. } = &c.predicates[0].source else { panic!() };
+    /// assert_eq!(path, Path::new("/etc/keelson/p.wasm"));
+    /// ```
+    pub fn relative_to(mut self, dir: &Path) -> PolicyConfig {
+        for entry in self.predicates.iter_mut().chain(self.priorities.iter_mut()) {
+            if let PolicySource::Plugin { path, .. } = &mut entry.source
+                && path.is_relative()
+            {
+                *path = dir.join(&*path);
+            }
+        }
+        self
     }
 
     /// Parses a v1 Policy document; see the [module docs](self).
@@ -393,7 +417,8 @@ mod tests {
             [
                 "LeastRequestedPriority",
                 "BalancedResourceAllocation",
-                "SelectorSpreadPriority"
+                "SelectorSpreadPriority",
+                "TaintTolerationPriority"
             ]
         );
     }

@@ -11,6 +11,8 @@
 //!   its node as soon as it is placed.
 //! - [`queue`]: the pods waiting to be scheduled, with per-pod backoff.
 //! - [`scheduler`]: the three wired together: API events in, bindings and failures out.
+//! - [`daemon`]: the scheduler fed by watches, carrying out its decisions as bindings,
+//!   events and pod conditions, while it leads.
 //!
 //! ```
 //! use keelson_scheduler::{config::PolicyConfig, framework::{Framework, Outcome}};
@@ -27,6 +29,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod daemon;
 mod error;
 pub mod framework;
 pub mod queue;

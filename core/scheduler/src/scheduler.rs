@@ -17,8 +17,9 @@ pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
 /// What to do about one pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Bind the pod `key` (`namespace/name`) to `node`; it is already assumed there. If the
-    /// binding fails, call [`Scheduler::binding_failed`].
+    /// Bind the pod `key` (`namespace/name`) to `node`; it is already assumed there, and
+    /// [`Scheduler::pod`] still has it. If the binding fails, call
+    /// [`Scheduler::binding_failed`]; when it succeeds, the watch brings the bound pod.
     Bind {
         /// The pod.
         key: String,
@@ -54,7 +55,10 @@ pub struct Scheduler {
     cache: Cache,
     framework: Framework,
     queue: SchedulingQueue<String>,
+    /// Pods waiting for a node.
     pending: HashMap<String, Pod>,
+    /// Pods assumed on a node whose binding has not come back through the watch yet.
+    binding: HashMap<String, Pod>,
 }
 
 fn responsible(pod: &Pod, name: &str) -> bool {
@@ -89,6 +93,7 @@ impl Scheduler {
             framework,
             queue: SchedulingQueue::new(),
             pending: HashMap::new(),
+            binding: HashMap::new(),
         }
     }
 
@@ -102,15 +107,30 @@ impl Scheduler {
         self.pending.len()
     }
 
+    /// How many pods are assumed on a node, their bindings not yet seen.
+    pub fn binding(&self) -> usize {
+        self.binding.len()
+    }
+
+    /// The pending or binding pod `key`.
+    pub fn pod(&self, key: &str) -> Option<&Pod> {
+        self.pending.get(key).or_else(|| self.binding.get(key))
+    }
+
     /// When the earliest backoff expires, for the daemon to sleep until.
     pub fn next_retry(&self) -> Option<Instant> {
         self.queue.next_expiry()
     }
 
-    /// A node was added or changed.
+    /// A node was added or changed. Waiting pods are retried only when something a policy
+    /// reads changed: a kubelet's heartbeat alone does not wake them.
     pub fn node_changed(&mut self, node: Node) {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let before = self.cache.node_info(&name);
         self.cache.upsert_node(node);
-        self.queue.cluster_changed();
+        if self.cache.node_info(&name) != before {
+            self.queue.cluster_changed();
+        }
     }
 
     /// A node was deleted.
@@ -124,6 +144,7 @@ impl Scheduler {
         let key = pod_key(&pod);
         if bound(&pod) || terminal(&pod) {
             self.pending.remove(&key);
+            self.binding.remove(&key);
             self.queue.remove(&key);
             self.cache.upsert_pod(&pod);
         } else if responsible(&pod, &self.name) && !self.cache.is_placed(&key) {
@@ -135,6 +156,7 @@ impl Scheduler {
     /// A pod was deleted: its node has room again.
     pub fn pod_deleted(&mut self, key: &str) {
         self.pending.remove(key);
+        self.binding.remove(key);
         self.queue.remove(&key.to_string());
         self.cache.remove_pod(key);
         self.queue.cluster_changed();
@@ -160,12 +182,22 @@ impl Scheduler {
         self.cache.remove_rc(namespace, name);
     }
 
-    /// The binding of `key` failed: undo the assumption and retry with backoff.
-    pub fn binding_failed(&mut self, pod: Pod, now: Instant) -> Duration {
-        let key = pod_key(&pod);
-        self.cache.forget(&key);
-        self.pending.insert(key.clone(), pod);
-        self.queue.backoff(key, now)
+    /// The binding of `key` failed: undo the assumption and retry after the returned
+    /// backoff. `None` when the pod is no longer waiting for its binding (deleted, or bound
+    /// after all).
+    pub fn binding_failed(&mut self, key: &str, now: Instant) -> Option<Duration> {
+        let pod = self.binding.remove(key)?;
+        self.cache.forget(key);
+        self.pending.insert(key.to_string(), pod);
+        Some(self.queue.backoff(key.to_string(), now))
+    }
+
+    /// The binding of `key` will not happen and must not be retried (the API server said
+    /// the pod is gone or already bound): undo the assumption and wait for the watch.
+    pub fn binding_abandoned(&mut self, key: &str) {
+        if self.binding.remove(key).is_some() {
+            self.cache.forget(key);
+        }
     }
 
     /// Schedules the next pod that is due at `now`, if any.
@@ -187,6 +219,7 @@ impl Scheduler {
             Ok(Outcome::Scheduled { node, .. }) => {
                 if let Some(pod) = self.pending.remove(&key) {
                     self.cache.assume(&pod, &node);
+                    self.binding.insert(key.clone(), pod);
                 }
                 self.queue.remove(&key);
                 self.framework.apply(self.cache.take_changes())?;
@@ -324,6 +357,35 @@ mod tests {
     }
 
     #[test]
+    fn a_heartbeat_does_not_wake_waiting_pods_but_new_room_does() {
+        let mut s = scheduler();
+        let t = Instant::now();
+        s.node_changed(node("n", "1", json!({})));
+        s.pod_changed(pod("p", "2", json!({})));
+        assert!(matches!(
+            s.schedule_next(t).unwrap(),
+            Some(Decision::Unschedulable { .. })
+        ));
+        // The kubelet reports in: only timestamps change.
+        let mut beat = node("n", "1", json!({}));
+        if let Some(c) = beat
+            .status
+            .as_mut()
+            .and_then(|st| st.conditions.as_mut())
+            .and_then(|c| c.first_mut())
+        {
+            c.message = Some("kubelet is posting ready status".into());
+        }
+        s.node_changed(beat);
+        assert_eq!(s.schedule_next(t).unwrap(), None, "still backing off");
+        s.node_changed(node("n", "4", json!({})));
+        assert!(matches!(
+            s.schedule_next(t).unwrap(),
+            Some(Decision::Bind { .. })
+        ));
+    }
+
+    #[test]
     fn deleting_a_pod_frees_room_and_retries() {
         let mut s = scheduler();
         let t = Instant::now();
@@ -343,8 +405,12 @@ mod tests {
             })
         );
         // A failed binding undoes the assumption and retries after the backoff.
-        let p = pod("new", "1", json!({}));
-        assert_eq!(s.binding_failed(p, t), Duration::from_secs(1));
+        assert_eq!(s.binding(), 1);
+        assert_eq!(
+            s.binding_failed("default/new", t),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(s.binding(), 0);
         assert_eq!(s.cache().node_info("n").unwrap().pod_count, 0);
         assert_eq!(s.schedule_next(t).unwrap(), None);
         assert!(matches!(

@@ -191,11 +191,13 @@ pub fn lookup(name: &str) -> Option<&'static PolicyInfo> {
     POLICIES.iter().find(|p| p.answers_to(name))
 }
 
-/// The predicates of v1's `DefaultProvider` (R11 names), in v1's order. (v1.2 added volume
+/// The predicates of v1's `DefaultProvider` (R11 names), in v1's order, then
+/// `PodToleratesNodeTaints`, which Kubernetes added to the defaults with taints (1.4): a
+/// cluster where `kubectl taint` had no effect would surprise its users. (v1.2 added volume
 /// predicates this crate does not offer.)
 ///
 /// ```
-/// assert_eq!(keelson_scheduler_policies::DEFAULT_PREDICATES.len(), 5);
+/// assert_eq!(keelson_scheduler_policies::DEFAULT_PREDICATES.len(), 6);
 /// ```
 pub const DEFAULT_PREDICATES: &[&str] = &[
     "PodFitsHostPorts",
@@ -203,9 +205,12 @@ pub const DEFAULT_PREDICATES: &[&str] = &[
     "NoDiskConflict",
     "MatchNodeSelector",
     "HostName",
+    "PodToleratesNodeTaints",
 ];
 
-/// The priorities of v1's `DefaultProvider` (R11 names) with their weights.
+/// The priorities of v1's `DefaultProvider` (R11 names) with their weights, then
+/// `TaintTolerationPriority` (preferring nodes with fewer `PreferNoSchedule` taints the pod
+/// does not tolerate), for the same reason as [`DEFAULT_PREDICATES`].
 ///
 /// ```
 /// let names: Vec<&str> = keelson_scheduler_policies::DEFAULT_PRIORITIES.iter().map(|p| p.0).collect();
@@ -215,6 +220,7 @@ pub const DEFAULT_PRIORITIES: &[(&str, u32)] = &[
     ("LeastRequestedPriority", 1),
     ("BalancedResourceAllocation", 1),
     ("SelectorSpreadPriority", 1),
+    ("TaintTolerationPriority", 1),
 ];
 
 #[cfg(test)]

@@ -217,6 +217,7 @@ impl ApiServer {
                 }
                 let mut v = cur.clone();
                 v["spec"]["nodeName"] = json!(target);
+                set_scheduled(&mut v);
                 if let Some(Value::Object(a)) = &annotations {
                     for (k, val) in a {
                         v["metadata"]["annotations"][k] = val.clone();
@@ -238,6 +239,27 @@ impl ApiServer {
                 "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201
             }),
         ))
+    }
+}
+
+/// Sets the pod's `PodScheduled` condition to True, as a binding does.
+fn set_scheduled(pod: &mut Value) {
+    let condition = json!({
+        "type": "PodScheduled",
+        "status": "True",
+        "lastProbeTime": null,
+        "lastTransitionTime": super::write::now_rfc3339(),
+    });
+    if !pod.get("status").is_some_and(Value::is_object) {
+        pod["status"] = json!({});
+    }
+    let conditions = &mut pod["status"]["conditions"];
+    match conditions.as_array_mut() {
+        Some(list) => {
+            list.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+            list.insert(0, condition);
+        }
+        None => *conditions = json!([condition]),
     }
 }
 

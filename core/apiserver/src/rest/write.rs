@@ -608,6 +608,8 @@ impl ApiServer {
                 }
                 o
             }
+            // A binding writes the node and the PodScheduled condition, both.
+            Some("binding") => new,
             _ => {
                 let mut n = new;
                 if has_status_subresource(info) {

@@ -1,0 +1,369 @@
+//! `keelson scheduler`: flags and the YAML config file, the policies loaded (built-in and
+//! plugins) and the daemon started. Every error a config can cause is reported before the
+//! scheduler connects: an unknown key, an unknown policy, a plugin that does not load.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use keelson_client::leader::{LeaderConfig, Leadership, default_identity};
+use keelson_plugin_host::{HostConfig, PluginHost};
+use keelson_scheduler::Scheduler;
+use keelson_scheduler::config::PolicyConfig;
+use keelson_scheduler::daemon::{self, DaemonOptions};
+use keelson_scheduler::framework::Framework;
+use keelson_scheduler::scheduler::DEFAULT_SCHEDULER_NAME;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+/// `keelson scheduler` flags. Each overrides the same key of `--config`.
+#[derive(Args, Debug, Default, Clone)]
+pub struct SchedulerArgs {
+    /// YAML config file (keys: kubeconfig, schedulerName, policyConfigFile, policy,
+    /// leaderElection, pluginCacheDir, bindConcurrency).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The kubeconfig to reach the API server with (default: $KUBECONFIG, then
+    /// /var/lib/keelson/kubeconfig.yaml).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Place the pods whose spec.schedulerName is this.
+    #[arg(long)]
+    pub scheduler_name: Option<String>,
+    /// A Kubernetes v1 Policy file (JSON): predicates and priorities, built-in or plugins.
+    #[arg(long)]
+    pub policy_config_file: Option<PathBuf>,
+    /// Run only while holding the leader Lease (default true).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub leader_elect: Option<bool>,
+    /// How long a leader's claim lasts without renewal (e.g. 15s).
+    #[arg(long, value_parser = parse_duration)]
+    pub leader_elect_lease_duration: Option<Duration>,
+    /// How long the leader tries to renew before it stops leading (e.g. 10s).
+    #[arg(long, value_parser = parse_duration)]
+    pub leader_elect_renew_deadline: Option<Duration>,
+    /// How often candidates try to acquire and the leader renews (e.g. 2s).
+    #[arg(long, value_parser = parse_duration)]
+    pub leader_elect_retry_period: Option<Duration>,
+    /// The Lease's namespace.
+    #[arg(long)]
+    pub leader_elect_resource_namespace: Option<String>,
+    /// The Lease's name.
+    #[arg(long)]
+    pub leader_elect_resource_name: Option<String>,
+    /// Where compiled plugin code is cached.
+    #[arg(long)]
+    pub plugin_cache_dir: Option<PathBuf>,
+    /// How many bindings may be in flight at once.
+    #[arg(long)]
+    pub bind_concurrency: Option<usize>,
+    /// Seed for breaking ties between equally good nodes (random by default).
+    #[arg(long, hide = true)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SchedulerFile {
+    kubeconfig: Option<PathBuf>,
+    scheduler_name: Option<String>,
+    policy_config_file: Option<PathBuf>,
+    /// A v1 Policy written inline (YAML or JSON).
+    policy: Option<serde_json::Value>,
+    #[serde(default)]
+    leader_election: LeaderElectionFile,
+    plugin_cache_dir: Option<PathBuf>,
+    bind_concurrency: Option<usize>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct LeaderElectionFile {
+    leader_elect: Option<bool>,
+    lease_duration: Option<String>,
+    renew_deadline: Option<String>,
+    retry_period: Option<String>,
+    resource_namespace: Option<String>,
+    resource_name: Option<String>,
+}
+
+/// `15s`, `500ms`, `1m`, `1h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (try 15s, 500ms, 1m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("{s:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Everything the scheduler needs, resolved and checked.
+pub struct Resolved {
+    pub kubeconfig: PathBuf,
+    pub options: DaemonOptions,
+    pub policy: PolicyConfig,
+    pub leader: Option<LeaderConfig>,
+    pub plugin_cache_dir: Option<PathBuf>,
+    pub seed: u64,
+}
+
+impl SchedulerArgs {
+    /// Merges flags over the file and checks everything but the connection.
+    pub fn resolve(self) -> anyhow::Result<Resolved> {
+        let file = match &self.config {
+            Some(p) => load_file(p)?,
+            None => SchedulerFile::default(),
+        };
+        let base = self
+            .config
+            .as_deref()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let kubeconfig = self
+            .kubeconfig
+            .or(file.kubeconfig.map(|p| base.join(p)))
+            .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/var/lib/keelson/kubeconfig.yaml"));
+        let policy_file = self
+            .policy_config_file
+            .or(file.policy_config_file.map(|p| base.join(p)));
+        let policy = match (policy_file, file.policy) {
+            (Some(_), Some(_)) if self.config.is_some() => {
+                bail!(
+                    "give the policy either inline (policy) or as a file (policyConfigFile), not both"
+                )
+            }
+            (Some(path), _) => PolicyConfig::load(Some(&path))
+                .with_context(|| format!("policy config file {}", path.display()))?,
+            (None, Some(inline)) => PolicyConfig::from_json(&inline.to_string())
+                .map(|c| c.relative_to(&base))
+                .with_context(|| {
+                    format!(
+                        "policy in config file {}",
+                        self.config.as_deref().unwrap_or(Path::new("")).display()
+                    )
+                })?,
+            (None, None) => PolicyConfig::default_provider(),
+        };
+        let le = file.leader_election;
+        let file_duration = |v: Option<String>, key: &str| -> anyhow::Result<Option<Duration>> {
+            v.map(|s| parse_duration(&s).map_err(|e| anyhow::anyhow!("leaderElection.{key}: {e}")))
+                .transpose()
+        };
+        let leader = if self.leader_elect.or(le.leader_elect).unwrap_or(true) {
+            let mut c = LeaderConfig::new(
+                &self
+                    .leader_elect_resource_namespace
+                    .or(le.resource_namespace)
+                    .unwrap_or_else(|| "kube-system".into()),
+                &self
+                    .leader_elect_resource_name
+                    .or(le.resource_name)
+                    .unwrap_or_else(|| "kube-scheduler".into()),
+            );
+            if let Some(d) = self
+                .leader_elect_lease_duration
+                .or(file_duration(le.lease_duration, "leaseDuration")?)
+            {
+                c.lease_duration = d;
+            }
+            if let Some(d) = self
+                .leader_elect_renew_deadline
+                .or(file_duration(le.renew_deadline, "renewDeadline")?)
+            {
+                c.renew_deadline = d;
+            }
+            if let Some(d) = self
+                .leader_elect_retry_period
+                .or(file_duration(le.retry_period, "retryPeriod")?)
+            {
+                c.retry_period = d;
+            }
+            if c.renew_deadline >= c.lease_duration {
+                bail!(
+                    "leader election: the renew deadline must be shorter than the lease duration"
+                );
+            }
+            if c.retry_period >= c.renew_deadline {
+                bail!("leader election: the retry period must be shorter than the renew deadline");
+            }
+            Some(c)
+        } else {
+            None
+        };
+        let bind_concurrency = self
+            .bind_concurrency
+            .or(file.bind_concurrency)
+            .unwrap_or(16);
+        if bind_concurrency == 0 {
+            bail!("bindConcurrency must be at least 1");
+        }
+        let instance = leader
+            .as_ref()
+            .map(|l| l.identity.clone())
+            .unwrap_or_else(default_identity);
+        Ok(Resolved {
+            kubeconfig,
+            options: DaemonOptions {
+                scheduler_name: self
+                    .scheduler_name
+                    .or(file.scheduler_name)
+                    .unwrap_or_else(|| DEFAULT_SCHEDULER_NAME.into()),
+                bind_concurrency,
+                instance,
+            },
+            policy,
+            leader,
+            plugin_cache_dir: self.plugin_cache_dir.or(file.plugin_cache_dir),
+            seed: self.seed.unwrap_or_else(rand_seed),
+        })
+    }
+}
+
+fn rand_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ u64::from(std::process::id()).rotate_left(32)
+}
+
+fn load_file(path: &Path) -> anyhow::Result<SchedulerFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read config file {}", path.display()))?;
+    if text.trim().is_empty() {
+        return Ok(SchedulerFile::default());
+    }
+    serde_yaml_ng::from_str(&text).with_context(|| format!("config file {}", path.display()))
+}
+
+/// Loads every policy (plugins included) into a scheduler. The host must outlive it.
+pub fn build(resolved: &Resolved) -> anyhow::Result<(PluginHost, Scheduler)> {
+    let host = PluginHost::new(HostConfig {
+        cache_dir: resolved.plugin_cache_dir.clone(),
+        ..HostConfig::default()
+    })
+    .context("start the plugin host")?;
+    let framework = Framework::new(&resolved.policy, &host, resolved.seed)
+        .context("load scheduler policies")?;
+    tracing::info!(policies = ?framework, "scheduler policies loaded");
+    Ok((
+        host,
+        Scheduler::new(framework, resolved.options.scheduler_name.clone()),
+    ))
+}
+
+/// Connects and runs until `shutdown` turns true.
+pub async fn run(
+    resolved: Resolved,
+    scheduler: Scheduler,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let client = keelson_client::connect(&resolved.kubeconfig, "keelson-scheduler")
+        .await
+        .context("connect to the API server")?;
+    let leadership = match resolved.leader {
+        Some(config) => Leadership::elect(client.clone(), config),
+        None => Leadership::always(),
+    };
+    daemon::run(client, scheduler, resolved.options, leadership, shutdown).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15s").unwrap(), Duration::from_secs(15));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("3 days").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_policies_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.yaml");
+        std::fs::write(
+            &p,
+            "schedulerName: x\nleaderElection:\n  leaseDurations: 3s\n",
+        )
+        .unwrap();
+        let err = format!(
+            "{:#}",
+            SchedulerArgs {
+                config: Some(p.clone()),
+                ..Default::default()
+            }
+            .resolve()
+            .err()
+            .unwrap()
+        );
+        assert!(err.contains("leaseDurations"), "{err}");
+        std::fs::write(
+            &p,
+            "policy:\n  kind: Policy\n  apiVersion: v1\n  predicates:\n  - name: PodFitsEverything\n",
+        )
+        .unwrap();
+        let err = format!(
+            "{:#}",
+            SchedulerArgs {
+                config: Some(p),
+                ..Default::default()
+            }
+            .resolve()
+            .err()
+            .unwrap()
+        );
+        assert!(err.contains("PodFitsEverything"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_the_file_and_plugin_paths_are_relative_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.yaml");
+        std::fs::write(
+            &p,
+            "schedulerName: from-file\nbindConcurrency: 4\nleaderElection:\n  leaseDuration: 4s\n  renewDeadline: 3s\n  retryPeriod: 1s\npolicy:\n  kind: Policy\n  apiVersion: v1\n  priorities:\n  - path: zones.wasm\n    weight: 2\n",
+        )
+        .unwrap();
+        let r = SchedulerArgs {
+            config: Some(p),
+            scheduler_name: Some("from-flag".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(r.options.scheduler_name, "from-flag");
+        assert_eq!(r.options.bind_concurrency, 4);
+        let l = r.leader.unwrap();
+        assert_eq!(l.lease_duration, Duration::from_secs(4));
+        assert_eq!(l.namespace, "kube-system");
+        let keelson_scheduler::config::PolicySource::Plugin { path, .. } =
+            &r.policy.priorities[0].source
+        else {
+            panic!("{:?}", r.policy.priorities);
+        };
+        assert_eq!(path, &dir.path().join("zones.wasm"));
+    }
+}
