@@ -70,6 +70,15 @@ pub struct BenchSchedulerArgs {
     /// Also time every call across the plugin boundary (an extra run per plugin variant).
     #[arg(long)]
     pub profile: bool,
+    /// Nodes for the end-to-end run through the API server.
+    #[arg(long, default_value_t = 1_000)]
+    pub e2e_nodes: usize,
+    /// Pods for the end-to-end run through the API server.
+    #[arg(long, default_value_t = 3_000)]
+    pub e2e_pods: usize,
+    /// Leave out the end-to-end run.
+    #[arg(long)]
+    pub no_e2e: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -706,6 +715,9 @@ pub fn run(args: BenchSchedulerArgs) -> anyhow::Result<()> {
     let config = PolicyConfig::default_provider();
     for scenario in scenarios(&args) {
         scenario_run(scenario, &config, &host, &wasm, &native, &args)?;
+    }
+    if !args.no_e2e {
+        crate::bench_scheduler_e2e::run(args.e2e_nodes, args.e2e_pods)?;
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_plugins;
 mod bench_scheduler;
+mod bench_scheduler_e2e;
 mod config;
 mod plugin;
 mod plugin_check;
@@ -75,6 +76,7 @@ fn init_tracing(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
