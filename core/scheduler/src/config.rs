@@ -13,6 +13,26 @@
 //! name a plugin file (`{"path": "/x/policy.wasm", "options": {...}, "name": "zones"}`,
 //! `.wasm` or `.so`); a predicate entry runs the plugin's filter, a priority entry its score.
 //!
+//! A plugin entry may also say what a failed call of the plugin's (an error, a trap, a missed
+//! deadline) means, in the words of Kubernetes' admission webhooks:
+//!
+//! - `"failurePolicy": "Fail"`, the default: the cycle fails and the pod is retried with
+//!   backoff ([`FailurePolicy::FailClosed`]);
+//! - `"failurePolicy": "Ignore"`: the plugin is left out for the rest of that cycle (its
+//!   filter passes every node, its score counts for nothing) and the failure is logged and
+//!   counted in the plugin's `failed_open` metric ([`FailurePolicy::FailOpen`]).
+//!
+//! Either way, a plugin that answers `pre-filter` or `filter` with an error of kind
+//! `unschedulable` or `unresolvable` has judged the pod, not failed: the pod is unschedulable in
+//! that cycle, with the plugin's message as the reason. Any other value of `failurePolicy` is an
+//! error, and so is a `failurePolicy` on a built-in entry, which cannot fail that way.
+//!
+//! ```json
+//! {"kind": "Policy", "apiVersion": "v1",
+//!  "priorities": [{"name": "LeastRequestedPriority", "weight": 1},
+//!                 {"path": "zones.wasm", "weight": 2, "failurePolicy": "Ignore"}]}
+//! ```
+//!
 //! Rules, as v1 applies them: unknown fields are errors naming the field; an unknown policy
 //! name is an error naming it; a priority's weight defaults to 1 and a weight-0 priority is
 //! left out; with no priorities left, `EqualPriority` (weight 1) ranks nodes. A list that is
@@ -20,6 +40,7 @@
 
 use std::path::{Path, PathBuf};
 
+use keelson_plugin_host::FailurePolicy;
 use keelson_scheduler_policies::{Builtin, DEFAULT_PREDICATES, DEFAULT_PRIORITIES, PolicyKind};
 use serde::Deserialize;
 use serde_json::Value;
@@ -54,6 +75,9 @@ pub struct PolicyEntry {
     pub weight: u32,
     /// What runs it.
     pub source: PolicySource,
+    /// What a failed call of a plugin entry's means (`"failurePolicy"`, see the
+    /// [module docs](self)); always [`FailurePolicy::FailClosed`] for built-in entries.
+    pub failure_policy: FailurePolicy,
 }
 
 /// What implements an entry.
@@ -87,6 +111,8 @@ struct PredicateEntry {
     argument: Option<Value>,
     path: Option<PathBuf>,
     options: Option<Value>,
+    #[serde(rename = "failurePolicy")]
+    failure_policy: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -97,6 +123,8 @@ struct PriorityEntry {
     weight: Option<i64>,
     path: Option<PathBuf>,
     options: Option<Value>,
+    #[serde(rename = "failurePolicy")]
+    failure_policy: Option<String>,
 }
 
 impl PolicyConfig {
@@ -248,6 +276,7 @@ fn builtin_entry(name: &str, argument: Option<Value>, weight: u32) -> PolicyEntr
         name: name.into(),
         weight,
         source: PolicySource::Builtin(entry_json(name, argument)),
+        failure_policy: FailurePolicy::FailClosed,
     }
 }
 
@@ -272,44 +301,88 @@ fn checked_builtin(
         name,
         weight,
         source: PolicySource::Builtin(json),
+        failure_policy: FailurePolicy::FailClosed,
     })
 }
 
-fn plugin_entry(
+/// `"failurePolicy"`, in Kubernetes' webhook words; fail closed when absent.
+fn failure_policy(value: Option<&str>) -> Result<FailurePolicy, String> {
+    match value {
+        None | Some("Fail") => Ok(FailurePolicy::FailClosed),
+        Some("Ignore") => Ok(FailurePolicy::FailOpen),
+        Some(other) => Err(format!(
+            "\"failurePolicy\" must be \"Fail\" or \"Ignore\", not {other:?}"
+        )),
+    }
+}
+
+/// The fields a plugin entry may have beyond its weight.
+struct PluginFields {
     name: Option<String>,
     path: PathBuf,
+    argument: Option<Value>,
     options: Option<Value>,
-    weight: u32,
-) -> PolicyEntry {
+    failure_policy: Option<String>,
+}
+
+fn plugin_entry(f: PluginFields, weight: u32) -> Result<PolicyEntry, String> {
+    let PluginFields {
+        name,
+        path,
+        argument,
+        options,
+        failure_policy: policy,
+    } = f;
+    if argument.is_some() {
+        return Err("a plugin entry takes \"options\", not \"argument\"".into());
+    }
+    let failure_policy = failure_policy(policy.as_deref())?;
     let name = name.unwrap_or_else(|| {
         path.file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string())
     });
     let options = options.unwrap_or_else(|| Value::Object(Default::default()));
-    PolicyEntry {
+    Ok(PolicyEntry {
         name,
         weight,
         source: PolicySource::Plugin {
             path,
             options: options.to_string(),
         },
+        failure_policy,
+    })
+}
+
+/// Fields only a plugin entry may have, on a built-in entry.
+fn plugin_only_fields(
+    options: &Option<Value>,
+    failure_policy: &Option<String>,
+) -> Result<(), String> {
+    if options.is_some() {
+        return Err("\"options\" needs a plugin \"path\"".into());
     }
+    if failure_policy.is_some() {
+        return Err("\"failurePolicy\" needs a plugin \"path\"".into());
+    }
+    Ok(())
 }
 
 fn predicate(v: Value) -> Result<PolicyEntry, String> {
     let e: PredicateEntry = serde_json::from_value(v).map_err(|e| e.to_string())?;
     match e.path {
-        Some(path) => {
-            if e.argument.is_some() {
-                return Err("a plugin entry takes \"options\", not \"argument\"".into());
-            }
-            Ok(plugin_entry(e.name, path, e.options, 0))
-        }
+        Some(path) => plugin_entry(
+            PluginFields {
+                name: e.name,
+                path,
+                argument: e.argument,
+                options: e.options,
+                failure_policy: e.failure_policy,
+            },
+            0,
+        ),
         None => {
-            if e.options.is_some() {
-                return Err("\"options\" needs a plugin \"path\"".into());
-            }
+            plugin_only_fields(&e.options, &e.failure_policy)?;
             checked_builtin(e.name, e.argument, 0, PolicyKind::Predicate)
         }
     }
@@ -325,16 +398,19 @@ fn priority(v: Value) -> Result<Option<PolicyEntry>, String> {
             .map_err(|_| format!("weight must be between 0 and {}, not {w}", u32::MAX))?,
     };
     match e.path {
-        Some(path) => {
-            if e.argument.is_some() {
-                return Err("a plugin entry takes \"options\", not \"argument\"".into());
-            }
-            Ok(Some(plugin_entry(e.name, path, e.options, weight)))
-        }
+        Some(path) => plugin_entry(
+            PluginFields {
+                name: e.name,
+                path,
+                argument: e.argument,
+                options: e.options,
+                failure_policy: e.failure_policy,
+            },
+            weight,
+        )
+        .map(Some),
         None => {
-            if e.options.is_some() {
-                return Err("\"options\" needs a plugin \"path\"".into());
-            }
+            plugin_only_fields(&e.options, &e.failure_policy)?;
             checked_builtin(e.name, e.argument, weight, PolicyKind::Priority).map(Some)
         }
     }
@@ -522,6 +598,72 @@ mod tests {
             r#"{{{HEAD},"predicates":[{{"name":"HostName","options":{{}}}}]}}"#
         ));
         assert!(e.contains("needs a plugin \"path\""), "{e}");
+    }
+
+    #[test]
+    fn plugin_failure_policy() {
+        let c = parse(&format!(
+            r#"{{{HEAD},"predicates":[{{"path":"/x/a.wasm","failurePolicy":"Ignore"}},{{"path":"/x/b.wasm"}},
+                {{"name":"HostName"}}],
+              "priorities":[{{"path":"/x/c.wasm","failurePolicy":"Fail","weight":2}}]}}"#
+        ))
+        .unwrap();
+        let policies: Vec<FailurePolicy> = c
+            .predicates
+            .iter()
+            .chain(&c.priorities)
+            .map(|e| e.failure_policy)
+            .collect();
+        assert_eq!(
+            policies,
+            [
+                FailurePolicy::FailOpen,
+                FailurePolicy::FailClosed,
+                FailurePolicy::FailClosed,
+                FailurePolicy::FailClosed
+            ],
+            "Ignore fails open; Fail, no policy and built-ins fail closed"
+        );
+        assert!(
+            PolicyConfig::default_provider()
+                .predicates
+                .iter()
+                .all(|e| e.failure_policy == FailurePolicy::FailClosed)
+        );
+    }
+
+    #[test]
+    fn bad_failure_policies_name_the_entry() {
+        let e = err(&format!(
+            r#"{{{HEAD},"priorities":[{{"name":"EqualPriority"}},{{"path":"/x/a.wasm"}},
+                {{"path":"/x/b.wasm","failurePolicy":"FailOpen"}}]}}"#
+        ));
+        assert!(
+            e.contains("priorities[2]")
+                && e.contains(r#""failurePolicy" must be "Fail" or "Ignore", not "FailOpen""#),
+            "{e}"
+        );
+        let e = err(&format!(
+            r#"{{{HEAD},"predicates":[{{"path":"/x/a.wasm","failurePolicy":true}}]}}"#
+        ));
+        assert!(
+            e.contains("predicates[0]") && e.contains("invalid type"),
+            "{e}"
+        );
+        let e = err(&format!(
+            r#"{{{HEAD},"predicates":[{{"name":"HostName","failurePolicy":"Ignore"}}]}}"#
+        ));
+        assert!(
+            e.contains("predicates[0]") && e.contains(r#""failurePolicy" needs a plugin "path""#),
+            "{e}"
+        );
+        let e = err(&format!(
+            r#"{{{HEAD},"priorities":[{{"name":"EqualPriority","failurePolicy":"Fail"}}]}}"#
+        ));
+        assert!(
+            e.contains("priorities[0]") && e.contains("needs a plugin"),
+            "{e}"
+        );
     }
 
     #[test]

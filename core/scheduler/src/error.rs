@@ -32,6 +32,21 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A plugin judged the pod unschedulable in this cycle (a call's error of kind
+    /// `unschedulable` or `unresolvable`). This is a verdict, not a failure:
+    /// [`Framework::schedule`](crate::framework::Framework::schedule) turns it into
+    /// [`Outcome::Unschedulable`](crate::framework::Outcome::Unschedulable) with `message` as
+    /// the reason, so it only reaches callers of an
+    /// [`ExternalPolicy`](crate::framework::ExternalPolicy) directly.
+    #[error("scheduler plugin {plugin}: {call}: pod is unschedulable: {message}")]
+    Unschedulable {
+        /// The plugin's name.
+        plugin: String,
+        /// The call that returned the verdict.
+        call: &'static str,
+        /// The plugin's reason, shown on the pod.
+        message: String,
+    },
     /// More nodes than node indexes.
     #[error("too many nodes")]
     TooManyNodes,

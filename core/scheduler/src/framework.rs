@@ -6,11 +6,32 @@
 //! to each of them, so node data is never copied per policy. Plugin policies (Wasm or native)
 //! keep their own table on the other side of the boundary; the framework forwards every node
 //! event to them through [`ExternalPolicy`].
+//!
+//! # When a plugin fails
+//!
+//! A plugin loaded by [`Framework::new`] runs as a [`PluginPolicy`], which applies the entry's
+//! failure policy (`"failurePolicy"` in the [config](crate::config)) through
+//! [`SchedulerPlugin::on_error`]:
+//!
+//! - fail open (`Ignore`): the plugin is left out for the rest of the cycle; its filter passes
+//!   every node and its score counts for nothing;
+//! - fail closed (`Fail`, the default): the cycle fails with [`Error::Plugin`] naming the plugin
+//!   and the call, and the scheduler retries the pod with backoff;
+//! - whatever the policy, an error of kind `unschedulable` or `unresolvable` is the plugin's
+//!   verdict on the pod: the cycle ends with [`Outcome::Unschedulable`], the plugin's message
+//!   counted for every node still a candidate.
+//!
+//! A failed node event (`node-added`, `node-updated`, `node-removed`) is logged and otherwise
+//! ignored. Such a failure is a trap or a missed deadline, after which the plugin host
+//! discards the instance; the host keeps its own copy of the node table and replays it into the
+//! next instance, so the plugin misses nothing. Failing [`Framework::upsert_node`] or
+//! [`Framework::apply`] instead would stop the scheduler's node table from following the
+//! cluster, and with it all scheduling.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use keelson_plugin_host::{PluginHost, PluginSpec, SchedulerPlugin};
+use keelson_plugin_host::{FailureAction, PluginHost, PluginMetrics, PluginSpec, SchedulerPlugin};
 use keelson_plugin_sdk::{
     CycleOutcome, FilterResult, NodeIndex, NodeInfo, NodeTable, PodInfo, PreFilterResult,
     SchedulerPolicy,
@@ -19,7 +40,7 @@ use keelson_scheduler_policies::Builtin;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::config::{PolicyConfig, PolicySource};
+use crate::config::{PolicyConfig, PolicyEntry, PolicySource};
 use crate::{Error, Result};
 
 /// The reason given for cordoned nodes (`spec.unschedulable`).
@@ -30,7 +51,12 @@ pub const REASON_NOT_READY: &str = "node(s) were not ready";
 /// A policy on the far side of a plugin boundary, seen with the SDK's types. Methods for
 /// extension points the plugin does not export return `Ok(None)`.
 ///
-/// [`SchedulerPlugin`] implements it; tests implement it with fakes.
+/// An error fails the cycle, except [`Error::Unschedulable`], which makes the pod
+/// unschedulable, and errors of the node events, which are logged (see the
+/// [module docs](self#when-a-plugin-fails)).
+///
+/// [`PluginPolicy`] implements it with the plugin's failure policy applied, [`SchedulerPlugin`]
+/// with every error failing the cycle; tests implement it with fakes.
 pub trait ExternalPolicy: Send {
     /// A node was added at `index`.
     fn node_added(&mut self, index: NodeIndex, node: &NodeInfo) -> Result<()>;
@@ -60,6 +86,10 @@ pub trait ExternalPolicy: Send {
     fn normalize_score(&mut self, cycle: u64, scores: &[i64]) -> Result<Option<Vec<i64>>>;
     /// `end-cycle`.
     fn end_cycle(&mut self, cycle: u64, outcome: CycleOutcome) -> Result<()>;
+    /// A snapshot of the plugin's metrics, if it keeps any.
+    fn metrics(&self) -> Option<PluginMetrics> {
+        None
+    }
 }
 
 /// Converts between the SDK's and the host's copies of the WIT types, which have the same
@@ -86,15 +116,90 @@ fn host_err(plugin: &SchedulerPlugin, call: &'static str, e: keelson_plugin_host
     }
 }
 
+/// The outcome of a call the plugin host made: the outer error is the framework's own (the
+/// types did not convert), the inner one the plugin's, for its failure policy to judge.
+type HostResult<T> = Result<std::result::Result<T, keelson_plugin_host::Error>>;
+
+/// The calls of a [`SchedulerPlugin`] with the SDK's types, the plugin's errors kept apart.
+mod call {
+    use super::*;
+
+    pub(super) fn node_added(
+        p: &mut SchedulerPlugin,
+        index: NodeIndex,
+        node: &NodeInfo,
+    ) -> HostResult<()> {
+        let n = convert(node, p.name(), "node-added")?;
+        Ok(p.node_added(index, n))
+    }
+
+    pub(super) fn node_updated(
+        p: &mut SchedulerPlugin,
+        index: NodeIndex,
+        node: &NodeInfo,
+    ) -> HostResult<()> {
+        let n = convert(node, p.name(), "node-updated")?;
+        Ok(p.node_updated(index, n))
+    }
+
+    pub(super) fn pre_filter(
+        p: &mut SchedulerPlugin,
+        cycle: u64,
+        pod: &PodInfo,
+    ) -> HostResult<Option<PreFilterResult>> {
+        let pod = convert(pod, p.name(), "pre-filter")?;
+        match p.pre_filter(cycle, &pod) {
+            Ok(r) => Ok(Ok(r
+                .map(|r| convert(&r, p.name(), "pre-filter"))
+                .transpose()?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    pub(super) fn filter(
+        p: &mut SchedulerPlugin,
+        cycle: u64,
+        pod: &PodInfo,
+        candidates: &[NodeIndex],
+    ) -> HostResult<Option<Vec<FilterResult>>> {
+        let pod = convert(pod, p.name(), "filter")?;
+        match p.filter(cycle, &pod, candidates) {
+            Ok(r) => Ok(Ok(r
+                .map(|r| convert(&r, p.name(), "filter"))
+                .transpose()?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    pub(super) fn score(
+        p: &mut SchedulerPlugin,
+        cycle: u64,
+        pod: &PodInfo,
+        candidates: &[NodeIndex],
+    ) -> HostResult<Option<Vec<i64>>> {
+        let pod = convert(pod, p.name(), "score")?;
+        Ok(p.score(cycle, &pod, candidates))
+    }
+
+    pub(super) fn end_cycle(
+        p: &mut SchedulerPlugin,
+        cycle: u64,
+        outcome: CycleOutcome,
+    ) -> HostResult<()> {
+        let o = convert(&outcome, p.name(), "end-cycle")?;
+        Ok(p.end_cycle(cycle, o))
+    }
+}
+
+/// Every error fails the cycle: the plugin's failure policy is not applied (see
+/// [`PluginPolicy`] for that).
 impl ExternalPolicy for SchedulerPlugin {
     fn node_added(&mut self, index: NodeIndex, node: &NodeInfo) -> Result<()> {
-        let n = convert(node, self.name(), "node-added")?;
-        SchedulerPlugin::node_added(self, index, n).map_err(|e| host_err(self, "node-added", e))
+        call::node_added(self, index, node)?.map_err(|e| host_err(self, "node-added", e))
     }
 
     fn node_updated(&mut self, index: NodeIndex, node: &NodeInfo) -> Result<()> {
-        let n = convert(node, self.name(), "node-updated")?;
-        SchedulerPlugin::node_updated(self, index, n).map_err(|e| host_err(self, "node-updated", e))
+        call::node_updated(self, index, node)?.map_err(|e| host_err(self, "node-updated", e))
     }
 
     fn node_removed(&mut self, index: NodeIndex) -> Result<()> {
@@ -102,11 +207,7 @@ impl ExternalPolicy for SchedulerPlugin {
     }
 
     fn pre_filter(&mut self, cycle: u64, pod: &PodInfo) -> Result<Option<PreFilterResult>> {
-        let p = convert(pod, self.name(), "pre-filter")?;
-        let r = SchedulerPlugin::pre_filter(self, cycle, &p)
-            .map_err(|e| host_err(self, "pre-filter", e))?;
-        r.map(|r| convert(&r, self.name(), "pre-filter"))
-            .transpose()
+        call::pre_filter(self, cycle, pod)?.map_err(|e| host_err(self, "pre-filter", e))
     }
 
     fn filter(
@@ -115,10 +216,7 @@ impl ExternalPolicy for SchedulerPlugin {
         pod: &PodInfo,
         candidates: &[NodeIndex],
     ) -> Result<Option<Vec<FilterResult>>> {
-        let p = convert(pod, self.name(), "filter")?;
-        let r = SchedulerPlugin::filter(self, cycle, &p, candidates)
-            .map_err(|e| host_err(self, "filter", e))?;
-        r.map(|r| convert(&r, self.name(), "filter")).transpose()
+        call::filter(self, cycle, pod, candidates)?.map_err(|e| host_err(self, "filter", e))
     }
 
     fn reasons(&mut self, start: u32) -> Result<Vec<String>> {
@@ -131,8 +229,7 @@ impl ExternalPolicy for SchedulerPlugin {
         pod: &PodInfo,
         candidates: &[NodeIndex],
     ) -> Result<Option<Vec<i64>>> {
-        let p = convert(pod, self.name(), "score")?;
-        SchedulerPlugin::score(self, cycle, &p, candidates).map_err(|e| host_err(self, "score", e))
+        call::score(self, cycle, pod, candidates)?.map_err(|e| host_err(self, "score", e))
     }
 
     fn normalize_score(&mut self, cycle: u64, scores: &[i64]) -> Result<Option<Vec<i64>>> {
@@ -141,8 +238,151 @@ impl ExternalPolicy for SchedulerPlugin {
     }
 
     fn end_cycle(&mut self, cycle: u64, outcome: CycleOutcome) -> Result<()> {
-        let o = convert(&outcome, self.name(), "end-cycle")?;
-        SchedulerPlugin::end_cycle(self, cycle, o).map_err(|e| host_err(self, "end-cycle", e))
+        call::end_cycle(self, cycle, outcome)?.map_err(|e| host_err(self, "end-cycle", e))
+    }
+
+    fn metrics(&self) -> Option<PluginMetrics> {
+        Some(SchedulerPlugin::metrics(self))
+    }
+}
+
+/// A plugin with its failure policy applied: each failed call of a cycle goes through
+/// [`SchedulerPlugin::on_error`] (see the [module docs](self#when-a-plugin-fails)).
+///
+/// Once a fail-open plugin has failed in a cycle, its other calls in that cycle return
+/// `Ok(None)` (no filter, no score) without reaching it, except `end-cycle`, which lets a live
+/// instance drop the cycle's state. Node events are passed on as they are, errors included:
+/// the framework logs those.
+pub struct PluginPolicy {
+    plugin: SchedulerPlugin,
+    /// The cycle of the latest call; `reasons` has none of its own.
+    cycle: u64,
+    /// The cycle the plugin failed open in, if it has.
+    skipped_cycle: Option<u64>,
+}
+
+impl PluginPolicy {
+    /// Wraps a loaded, configured plugin, whose failure policy came from its
+    /// [`PluginSpec`].
+    pub fn new(plugin: SchedulerPlugin) -> PluginPolicy {
+        PluginPolicy {
+            plugin,
+            cycle: 0,
+            skipped_cycle: None,
+        }
+    }
+
+    /// The plugin.
+    pub fn plugin(&self) -> &SchedulerPlugin {
+        &self.plugin
+    }
+
+    /// Notes `cycle` as the current one and says whether the plugin is left out of it.
+    fn skipped(&mut self, cycle: u64) -> bool {
+        self.cycle = cycle;
+        self.skipped_cycle == Some(cycle)
+    }
+
+    /// Applies the failure policy to a call of the current cycle's: the call's result when the
+    /// plugin succeeded or is left out (`T::default()`, "nothing"), else the error for the
+    /// framework.
+    fn judge<T: Default>(&mut self, call: &'static str, r: HostResult<T>) -> Result<T> {
+        let e = match r? {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        match self.plugin.on_error(&e) {
+            FailureAction::SkipPlugin => {
+                self.skipped_cycle = Some(self.cycle);
+                Ok(T::default())
+            }
+            FailureAction::Unschedulable { message, .. } => Err(Error::Unschedulable {
+                plugin: self.plugin.name().to_string(),
+                call,
+                message,
+            }),
+            FailureAction::FailCycle => Err(host_err(&self.plugin, call, e)),
+        }
+    }
+}
+
+impl ExternalPolicy for PluginPolicy {
+    fn node_added(&mut self, index: NodeIndex, node: &NodeInfo) -> Result<()> {
+        ExternalPolicy::node_added(&mut self.plugin, index, node)
+    }
+
+    fn node_updated(&mut self, index: NodeIndex, node: &NodeInfo) -> Result<()> {
+        ExternalPolicy::node_updated(&mut self.plugin, index, node)
+    }
+
+    fn node_removed(&mut self, index: NodeIndex) -> Result<()> {
+        ExternalPolicy::node_removed(&mut self.plugin, index)
+    }
+
+    fn pre_filter(&mut self, cycle: u64, pod: &PodInfo) -> Result<Option<PreFilterResult>> {
+        if self.skipped(cycle) {
+            return Ok(None);
+        }
+        let r = call::pre_filter(&mut self.plugin, cycle, pod);
+        self.judge("pre-filter", r)
+    }
+
+    fn filter(
+        &mut self,
+        cycle: u64,
+        pod: &PodInfo,
+        candidates: &[NodeIndex],
+    ) -> Result<Option<Vec<FilterResult>>> {
+        if self.skipped(cycle) {
+            return Ok(None);
+        }
+        let r = call::filter(&mut self.plugin, cycle, pod, candidates);
+        self.judge("filter", r)
+    }
+
+    fn reasons(&mut self, start: u32) -> Result<Vec<String>> {
+        // With no texts the framework names the plugin as the reason.
+        if self.skipped(self.cycle) {
+            return Ok(Vec::new());
+        }
+        let r = Ok(self.plugin.reasons(start));
+        self.judge("reasons", r)
+    }
+
+    fn score(
+        &mut self,
+        cycle: u64,
+        pod: &PodInfo,
+        candidates: &[NodeIndex],
+    ) -> Result<Option<Vec<i64>>> {
+        if self.skipped(cycle) {
+            return Ok(None);
+        }
+        let r = call::score(&mut self.plugin, cycle, pod, candidates);
+        self.judge("score", r)
+    }
+
+    fn normalize_score(&mut self, cycle: u64, scores: &[i64]) -> Result<Option<Vec<i64>>> {
+        if self.skipped(cycle) {
+            return Ok(None);
+        }
+        let r = Ok(self.plugin.normalize_score(cycle, scores));
+        let normalized = self.judge("normalize-score", r)?;
+        if self.skipped_cycle == Some(cycle) {
+            // Left out now, after `score` succeeded: its raw scores must not count either.
+            return Ok(Some(vec![0; scores.len()]));
+        }
+        Ok(normalized)
+    }
+
+    fn end_cycle(&mut self, cycle: u64, outcome: CycleOutcome) -> Result<()> {
+        self.skipped(cycle);
+        let r = call::end_cycle(&mut self.plugin, cycle, outcome);
+        self.judge("end-cycle", r)
+    }
+
+    fn metrics(&self) -> Option<PluginMetrics> {
+        Some(self.plugin.metrics())
     }
 }
 
@@ -367,11 +607,12 @@ impl fmt::Debug for Framework {
 }
 
 impl Framework {
-    /// A framework for `config`, loading plugin entries through `host`; `seed` seeds the
-    /// tie-breaking RNG.
+    /// A framework for `config`, loading plugin entries through `host`, each as a
+    /// [`PluginPolicy`] with the entry's failure policy; `seed` seeds the tie-breaking RNG.
     pub fn new(config: &PolicyConfig, host: &PluginHost, seed: u64) -> Result<Framework> {
-        Self::with_loader(config, seed, |name, path, options| {
-            let spec = PluginSpec::new(name, path);
+        Self::load_entries(config, seed, |entry, path, options| {
+            let name = entry.name.as_str();
+            let spec = PluginSpec::new(name, path).with_failure_policy(entry.failure_policy);
             let mut plugin = host.load_scheduler(&spec).map_err(|e| Error::Plugin {
                 plugin: name.to_string(),
                 call: "load",
@@ -382,7 +623,7 @@ impl Framework {
                 call: "configure",
                 message: e.to_string(),
             })?;
-            Ok(Box::new(plugin) as Box<dyn ExternalPolicy>)
+            Ok(Box::new(PluginPolicy::new(plugin)) as Box<dyn ExternalPolicy>)
         })
     }
 
@@ -398,12 +639,27 @@ impl Framework {
     }
 
     /// A framework whose plugin entries are built by `load(name, path, options)`.
+    ///
+    /// `load` is not given the entries' [`failure_policy`](PolicyEntry::failure_policy): what
+    /// it builds decides what a failed call means (a [`PluginPolicy`] applies the policy its
+    /// plugin was loaded with; a bare [`SchedulerPlugin`] fails the cycle on every error).
     pub fn with_loader(
         config: &PolicyConfig,
         seed: u64,
         mut load: impl FnMut(&str, &std::path::Path, &str) -> Result<Box<dyn ExternalPolicy>>,
     ) -> Result<Framework> {
-        let mut stage = |e: &crate::config::PolicyEntry| -> Result<Stage> {
+        Self::load_entries(config, seed, |entry, path, options| {
+            load(&entry.name, path, options)
+        })
+    }
+
+    /// A framework whose plugin entries are built by `load(entry, path, options)`.
+    fn load_entries(
+        config: &PolicyConfig,
+        seed: u64,
+        mut load: impl FnMut(&PolicyEntry, &std::path::Path, &str) -> Result<Box<dyn ExternalPolicy>>,
+    ) -> Result<Framework> {
+        let mut stage = |e: &PolicyEntry| -> Result<Stage> {
             let runner = match &e.source {
                 PolicySource::Builtin(json) => {
                     Runner::Builtin(Box::new(Builtin::from_entry(json).map_err(|err| {
@@ -415,7 +671,7 @@ impl Framework {
                     })?))
                 }
                 PolicySource::Plugin { path, options } => Runner::External {
-                    plugin: load(&e.name, path, options)?,
+                    plugin: load(e, path, options)?,
                     reasons: Vec::new(),
                 },
             };
@@ -461,7 +717,21 @@ impl Framework {
         self.predicates.iter_mut().chain(self.priorities.iter_mut())
     }
 
-    /// Adds the node, or replaces the node of the same name, and tells every policy.
+    /// The metrics of every plugin that keeps them, by entry name, predicates first.
+    pub fn plugin_metrics(&self) -> Vec<(String, PluginMetrics)> {
+        self.predicates
+            .iter()
+            .chain(&self.priorities)
+            .filter_map(|s| match &s.runner {
+                Runner::External { plugin, .. } => Some((s.name.clone(), plugin.metrics()?)),
+                Runner::Builtin(_) => None,
+            })
+            .collect()
+    }
+
+    /// Adds the node, or replaces the node of the same name, and tells every policy. A plugin
+    /// that fails to take the news is logged, not an error (see the
+    /// [module docs](self#when-a-plugin-fails)).
     pub fn upsert_node(&mut self, node: NodeInfo) -> Result<NodeIndex> {
         let (index, added) = match self.slots.get(&node.name) {
             Some(&i) => (i, false),
@@ -490,14 +760,19 @@ impl Framework {
         for s in predicates.iter_mut().chain(priorities.iter_mut()) {
             match &mut s.runner {
                 Runner::Builtin(b) => b.node_changed(index, nodes),
-                Runner::External { plugin, .. } if added => plugin.node_added(index, node)?,
-                Runner::External { plugin, .. } => plugin.node_updated(index, node)?,
+                Runner::External { plugin, .. } if added => {
+                    log_node_event(&s.name, &node.name, plugin.node_added(index, node));
+                }
+                Runner::External { plugin, .. } => {
+                    log_node_event(&s.name, &node.name, plugin.node_updated(index, node));
+                }
             }
         }
         Ok(index)
     }
 
-    /// Applies the cache's node changes.
+    /// Applies the cache's node changes. Plugins' failures are logged, as in
+    /// [`upsert_node`](Self::upsert_node).
     pub fn apply(&mut self, changes: Vec<crate::cache::NodeChange>) -> Result<()> {
         for c in changes {
             match c {
@@ -510,7 +785,8 @@ impl Framework {
         Ok(())
     }
 
-    /// Removes the node named `name`, if known, and tells every policy.
+    /// Removes the node named `name`, if known, and tells every policy. A plugin that fails to
+    /// take the news is logged, as in [`upsert_node`](Self::upsert_node).
     pub fn remove_node(&mut self, name: &str) -> Result<()> {
         let Some(index) = self.slots.remove(name) else {
             return Ok(());
@@ -527,7 +803,9 @@ impl Framework {
         for s in predicates.iter_mut().chain(priorities.iter_mut()) {
             match &mut s.runner {
                 Runner::Builtin(b) => b.node_removed(index, nodes),
-                Runner::External { plugin, .. } => plugin.node_removed(index)?,
+                Runner::External { plugin, .. } => {
+                    log_node_event(&s.name, name, plugin.node_removed(index));
+                }
             }
         }
         Ok(())
@@ -557,7 +835,30 @@ impl Framework {
         Ok(outcome)
     }
 
+    /// Runs the stages; a plugin's [`Error::Unschedulable`] verdict ends the cycle with the
+    /// plugin's message as the reason of every node still a candidate.
     fn run_cycle(&mut self, cycle: u64, pod: &PodInfo) -> Result<Outcome> {
+        let mut tally = Tally::default();
+        match self.run_stages(cycle, pod, &mut tally) {
+            Err(Error::Unschedulable { message, .. }) => {
+                let Tally {
+                    total_nodes,
+                    mut reasons,
+                    candidates,
+                } = tally;
+                if !candidates.is_empty() {
+                    *reasons.entry(message).or_default() += candidates.len();
+                }
+                Ok(Outcome::Unschedulable(FitError {
+                    total_nodes,
+                    reasons,
+                }))
+            }
+            other => other,
+        }
+    }
+
+    fn run_stages(&mut self, cycle: u64, pod: &PodInfo, tally: &mut Tally) -> Result<Outcome> {
         let Framework {
             nodes,
             predicates,
@@ -565,11 +866,13 @@ impl Framework {
             rng,
             ..
         } = self;
-        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-        let mut total_nodes = 0;
-        let mut candidates: Vec<NodeIndex> = Vec::new();
+        let Tally {
+            total_nodes,
+            reasons,
+            candidates,
+        } = tally;
         for (i, n) in nodes.iter() {
-            total_nodes += 1;
+            *total_nodes += 1;
             if n.unschedulable {
                 *reasons.entry(REASON_UNSCHEDULABLE.into()).or_default() += 1;
             } else if !n.ready {
@@ -600,27 +903,36 @@ impl Framework {
             if !run || candidates.is_empty() {
                 continue;
             }
-            let verdicts = s.filter(cycle, pod, nodes, &candidates)?;
+            let verdicts = s.filter(cycle, pod, nodes, candidates)?;
             let mut kept = Vec::with_capacity(candidates.len());
+            let mut failed = Vec::new();
             for (i, v) in candidates.iter().zip(verdicts) {
                 match v {
                     FilterResult::Pass => kept.push(*i),
                     FilterResult::Unschedulable(id) | FilterResult::Unresolvable(id) => {
-                        *reasons.entry(s.reason(id)?).or_default() += 1;
+                        failed.push(id);
                     }
                 }
             }
-            candidates = kept;
+            // Every text first, so that a verdict while fetching them counts no node twice.
+            let texts = failed
+                .into_iter()
+                .map(|id| s.reason(id))
+                .collect::<Result<Vec<_>>>()?;
+            for t in texts {
+                *reasons.entry(t).or_default() += 1;
+            }
+            *candidates = kept;
         }
         if candidates.is_empty() {
             return Ok(Outcome::Unschedulable(FitError {
-                total_nodes,
-                reasons,
+                total_nodes: *total_nodes,
+                reasons: std::mem::take(reasons),
             }));
         }
         let mut totals = vec![0i64; candidates.len()];
         for s in priorities.iter_mut() {
-            let scores = s.score(cycle, pod, nodes, &candidates)?;
+            let scores = s.score(cycle, pod, nodes, candidates)?;
             for (t, score) in totals.iter_mut().zip(scores) {
                 *t = t.saturating_add(score.saturating_mul(s.weight));
             }
@@ -637,6 +949,27 @@ impl Framework {
             index,
             score: best,
         })
+    }
+}
+
+/// Where a cycle stands: every node counted, the reasons of those left out so far, the
+/// candidates left.
+#[derive(Default)]
+struct Tally {
+    total_nodes: usize,
+    reasons: BTreeMap<String, usize>,
+    candidates: Vec<NodeIndex>,
+}
+
+/// Logs a plugin's failed node event, which the plugin host recovers from by itself.
+fn log_node_event(policy: &str, node: &str, result: Result<()>) {
+    if let Err(error) = result {
+        tracing::warn!(
+            policy,
+            node,
+            %error,
+            "scheduler plugin failed a node event; its next instance gets the whole node table"
+        );
     }
 }
 
@@ -968,6 +1301,183 @@ mod tests {
                 log.iter().filter(|l| *l == want).count(),
                 2,
                 "{want} in {log:?}"
+            );
+        }
+    }
+
+    /// A plugin that passes every node and scores them all 50, except that its `fail` call
+    /// returns `error(call)`.
+    struct Failing {
+        fail: &'static str,
+        error: fn(&'static str) -> Error,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Failing {
+        fn call(&mut self, call: &'static str) -> Result<()> {
+            self.log.lock().unwrap().push(call.to_string());
+            if call == self.fail {
+                return Err((self.error)(call));
+            }
+            Ok(())
+        }
+    }
+
+    impl ExternalPolicy for Failing {
+        fn node_added(&mut self, _: NodeIndex, _: &NodeInfo) -> Result<()> {
+            self.call("node-added")
+        }
+        fn node_updated(&mut self, _: NodeIndex, _: &NodeInfo) -> Result<()> {
+            self.call("node-updated")
+        }
+        fn node_removed(&mut self, _: NodeIndex) -> Result<()> {
+            self.call("node-removed")
+        }
+        fn pre_filter(&mut self, _: u64, _: &PodInfo) -> Result<Option<PreFilterResult>> {
+            self.call("pre-filter").map(|()| None)
+        }
+        fn filter(
+            &mut self,
+            _: u64,
+            _: &PodInfo,
+            c: &[NodeIndex],
+        ) -> Result<Option<Vec<FilterResult>>> {
+            self.call("filter")
+                .map(|()| Some(vec![FilterResult::Pass; c.len()]))
+        }
+        fn reasons(&mut self, _: u32) -> Result<Vec<String>> {
+            self.call("reasons").map(|()| Vec::new())
+        }
+        fn score(&mut self, _: u64, _: &PodInfo, c: &[NodeIndex]) -> Result<Option<Vec<i64>>> {
+            self.call("score").map(|()| Some(vec![50; c.len()]))
+        }
+        fn normalize_score(&mut self, _: u64, _: &[i64]) -> Result<Option<Vec<i64>>> {
+            self.call("normalize-score").map(|()| None)
+        }
+        fn end_cycle(&mut self, _: u64, outcome: CycleOutcome) -> Result<()> {
+            self.call("end-cycle")?;
+            self.log.lock().unwrap().push(format!("{outcome:?}"));
+            Ok(())
+        }
+    }
+
+    fn unschedulable(call: &'static str) -> Error {
+        Error::Unschedulable {
+            plugin: "failing".into(),
+            call,
+            message: "zone z1 is full".into(),
+        }
+    }
+
+    fn broken(call: &'static str) -> Error {
+        Error::Plugin {
+            plugin: "failing".into(),
+            call,
+            message: "wasm trap: unreachable".into(),
+        }
+    }
+
+    /// A framework with PodFitsResources, then the `Failing` plugin as a predicate and as a
+    /// priority next to EqualPriority; nodes a and b fit a 1-cpu pod, c is too small and d is
+    /// cordoned.
+    fn failing(fail: &'static str, error: fn(&'static str) -> Error) -> (Framework, Log) {
+        let log = Log::default();
+        let c = PolicyConfig::from_json(&format!(
+            r#"{{{HEAD},"predicates":[{{"name":"PodFitsResources"}},{{"path":"/p/failing.wasm"}}],
+              "priorities":[{{"name":"EqualPriority"}},{{"path":"/p/failing.wasm","weight":3}}]}}"#
+        ))
+        .unwrap();
+        let shared = log.0.clone();
+        let mut f = Framework::with_loader(&c, 1, |_, _, _| {
+            Ok(Box::new(Failing {
+                fail,
+                error,
+                log: shared.clone(),
+            }))
+        })
+        .unwrap();
+        f.upsert_node(node("a").cpu(4000).build()).unwrap();
+        f.upsert_node(node("b").cpu(4000).build()).unwrap();
+        f.upsert_node(node("c").cpu(100).build()).unwrap();
+        f.upsert_node(node("d").cordoned().build()).unwrap();
+        (f, log)
+    }
+
+    fn calls(log: &Log, call: &str) -> usize {
+        log.0.lock().unwrap().iter().filter(|l| *l == call).count()
+    }
+
+    #[test]
+    fn a_plugin_verdict_counts_every_candidate_left() {
+        let p = pod("p").cpu(1000).build();
+        // At pre-filter, a, b and c are candidates (d is cordoned).
+        let (mut f, log) = failing("pre-filter", unschedulable);
+        assert_eq!(
+            fit_error(&mut f, &p).to_string(),
+            "0/4 nodes are available: 1 node(s) were unschedulable, 3 zone z1 is full."
+        );
+        assert_eq!(calls(&log, "filter"), 0, "the cycle ended at pre-filter");
+        assert_eq!(calls(&log, "CycleOutcome::Unschedulable"), 2);
+        // At the plugin's filter, PodFitsResources has already left c out.
+        let (mut f, log) = failing("filter", unschedulable);
+        assert_eq!(
+            fit_error(&mut f, &p).to_string(),
+            "0/4 nodes are available: 1 Insufficient cpu, 1 node(s) were unschedulable, \
+             2 zone z1 is full."
+        );
+        assert_eq!(calls(&log, "score"), 0);
+        // The next cycle starts afresh.
+        let (mut f, _) = failing("none", unschedulable);
+        assert!(matches!(f.schedule(&p).unwrap(), Outcome::Scheduled { .. }));
+    }
+
+    #[test]
+    fn a_failed_plugin_call_fails_the_cycle() {
+        for call in [
+            "pre-filter",
+            "filter",
+            "score",
+            "normalize-score",
+            "end-cycle",
+        ] {
+            let (mut f, log) = failing(call, broken);
+            let e = f.schedule(&pod("p").cpu(1000).build()).unwrap_err();
+            assert!(
+                matches!(&e, Error::Plugin { plugin, call: c, .. } if plugin == "failing" && *c == call),
+                "{call}: {e}"
+            );
+            if call != "end-cycle" {
+                assert_eq!(calls(&log, "CycleOutcome::Failed"), 2, "{call}");
+            }
+        }
+    }
+
+    #[test]
+    fn failed_node_events_are_logged_not_propagated() {
+        for call in ["node-added", "node-updated", "node-removed"] {
+            let (mut f, log) = failing(call, broken);
+            f.upsert_node(node("a").cpu(3000).build()).unwrap();
+            f.apply(vec![
+                crate::cache::NodeChange::Upsert(Box::new(node("e").cpu(4000).build())),
+                crate::cache::NodeChange::Remove("b".into()),
+            ])
+            .unwrap();
+            f.remove_node("c").unwrap();
+            assert_eq!(
+                f.nodes()
+                    .iter()
+                    .map(|(_, n)| n.name.as_str())
+                    .collect::<Vec<_>>(),
+                ["a", "d", "e"],
+                "{call}"
+            );
+            assert!(calls(&log, call) >= 2, "{call} was called");
+            assert!(
+                matches!(
+                    f.schedule(&pod("p").cpu(1000).build()).unwrap(),
+                    Outcome::Scheduled { .. }
+                ),
+                "{call}"
             );
         }
     }
