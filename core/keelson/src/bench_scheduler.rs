@@ -70,6 +70,10 @@ pub struct BenchSchedulerArgs {
     /// Also time every call across the plugin boundary (an extra run per plugin variant).
     #[arg(long)]
     pub profile: bool,
+    /// Share of nodes each cycle filters before scoring (0: adaptive, as Kubernetes; 100:
+    /// every node, as v1).
+    #[arg(long, default_value_t = 0)]
+    pub percentage_of_nodes_to_score: u32,
     /// Nodes for the end-to-end run through the API server.
     #[arg(long, default_value_t = 1_000)]
     pub e2e_nodes: usize,
@@ -489,11 +493,12 @@ fn plugin_framework(
     path: &Path,
     host: &PluginHost,
     seed: u64,
+    percentage: u32,
     profile: Option<&Arc<Profile>>,
 ) -> anyhow::Result<(Framework, Duration)> {
     let config = as_plugins(config, path)?;
     let start = Instant::now();
-    let framework = match profile {
+    let mut framework = match profile {
         None => Framework::new(&config, host, seed),
         Some(profile) => Framework::with_loader(&config, seed, |name, path, options| {
             let err = |call: &'static str, e: keelson_plugin_host::Error| {
@@ -515,6 +520,7 @@ fn plugin_framework(
         }),
     }
     .with_context(|| format!("loading {}", path.display()))?;
+    framework.set_percentage_of_nodes_to_score(percentage);
     Ok((framework, start.elapsed()))
 }
 
@@ -614,14 +620,36 @@ fn scenario_run(
 ) -> anyhow::Result<()> {
     println!(
         "scheduler, SchedulingBasic-like: {} pods onto {} nodes (4 cores, 32Gi, 110 pods each), \
-         DefaultProvider policies, seed {}",
-        scenario.pods, scenario.nodes, args.seed
+         DefaultProvider policies, seed {}, percentageOfNodesToScore {} ({} nodes per cycle)",
+        scenario.pods,
+        scenario.nodes,
+        args.seed,
+        args.percentage_of_nodes_to_score,
+        keelson_scheduler::framework::feasible_nodes_to_find(
+            scenario.nodes as usize,
+            args.percentage_of_nodes_to_score
+        )
     );
-    let builtin = Framework::builtin(config, args.seed).context("the built-in framework")?;
+    let mut builtin = Framework::builtin(config, args.seed).context("the built-in framework")?;
+    builtin.set_percentage_of_nodes_to_score(args.percentage_of_nodes_to_score);
     let builtin = schedule_all(builtin, scenario, None).context("built-in policies")?;
-    let (native_fw, native_load) = plugin_framework(config, native, host, args.seed, None)?;
+    let (native_fw, native_load) = plugin_framework(
+        config,
+        native,
+        host,
+        args.seed,
+        args.percentage_of_nodes_to_score,
+        None,
+    )?;
     let native_run = schedule_all(native_fw, scenario, None).context("native library")?;
-    let (wasm_fw, wasm_load) = plugin_framework(config, wasm, host, args.seed, None)?;
+    let (wasm_fw, wasm_load) = plugin_framework(
+        config,
+        wasm,
+        host,
+        args.seed,
+        args.percentage_of_nodes_to_score,
+        None,
+    )?;
     let wasm_run = schedule_all(wasm_fw, scenario, None).context("Wasm component")?;
 
     // The three must agree before their speed means anything.
@@ -687,7 +715,14 @@ fn scenario_run(
     if args.profile {
         for (label, path) in [("native library", native), ("Wasm component", wasm)] {
             let profile = Arc::new(Profile::default());
-            let (fw, _) = plugin_framework(config, path, host, args.seed, Some(&profile))?;
+            let (fw, _) = plugin_framework(
+                config,
+                path,
+                host,
+                args.seed,
+                args.percentage_of_nodes_to_score,
+                Some(&profile),
+            )?;
             let r = schedule_all(fw, scenario, Some(&profile))
                 .with_context(|| format!("{label}, profiled"))?;
             print_profile(label, &profile, &r);

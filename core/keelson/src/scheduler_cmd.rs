@@ -21,7 +21,7 @@ use tokio::sync::watch;
 #[derive(Args, Debug, Default, Clone)]
 pub struct SchedulerArgs {
     /// YAML config file (keys: kubeconfig, schedulerName, policyConfigFile, policy,
-    /// leaderElection, pluginCacheDir, bindConcurrency).
+    /// leaderElection, pluginCacheDir, bindConcurrency, percentageOfNodesToScore).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// The kubeconfig to reach the API server with (default: $KUBECONFIG, then
@@ -58,6 +58,10 @@ pub struct SchedulerArgs {
     /// How many bindings may be in flight at once.
     #[arg(long)]
     pub bind_concurrency: Option<usize>,
+    /// Share of the nodes a cycle looks for feasible ones among before it scores them:
+    /// 0 (default) adapts to the cluster's size as Kubernetes does; 100 evaluates every node.
+    #[arg(long)]
+    pub percentage_of_nodes_to_score: Option<u32>,
     /// Seed for breaking ties between equally good nodes (random by default).
     #[arg(long, hide = true)]
     pub seed: Option<u64>,
@@ -75,6 +79,7 @@ struct SchedulerFile {
     leader_election: LeaderElectionFile,
     plugin_cache_dir: Option<PathBuf>,
     bind_concurrency: Option<usize>,
+    percentage_of_nodes_to_score: Option<u32>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -118,6 +123,7 @@ pub struct Resolved {
     pub policy: PolicyConfig,
     pub leader: Option<LeaderConfig>,
     pub plugin_cache_dir: Option<PathBuf>,
+    pub percentage_of_nodes_to_score: u32,
     pub seed: u64,
 }
 
@@ -213,6 +219,13 @@ impl SchedulerArgs {
         if bind_concurrency == 0 {
             bail!("bindConcurrency must be at least 1");
         }
+        let percentage_of_nodes_to_score = self
+            .percentage_of_nodes_to_score
+            .or(file.percentage_of_nodes_to_score)
+            .unwrap_or(0);
+        if percentage_of_nodes_to_score > 100 {
+            bail!("percentageOfNodesToScore must be between 0 and 100");
+        }
         let instance = leader
             .as_ref()
             .map(|l| l.identity.clone())
@@ -230,6 +243,7 @@ impl SchedulerArgs {
             policy,
             leader,
             plugin_cache_dir: self.plugin_cache_dir.or(file.plugin_cache_dir),
+            percentage_of_nodes_to_score,
             seed: self.seed.unwrap_or_else(rand_seed),
         })
     }
@@ -259,8 +273,9 @@ pub fn build(resolved: &Resolved) -> anyhow::Result<(PluginHost, Scheduler)> {
         ..HostConfig::default()
     })
     .context("start the plugin host")?;
-    let framework = Framework::new(&resolved.policy, &host, resolved.seed)
+    let mut framework = Framework::new(&resolved.policy, &host, resolved.seed)
         .context("load scheduler policies")?;
+    framework.set_percentage_of_nodes_to_score(resolved.percentage_of_nodes_to_score);
     tracing::info!(policies = ?framework, "scheduler policies loaded");
     Ok((
         host,

@@ -516,6 +516,45 @@ impl Stage {
     }
 }
 
+/// Runs the predicates (those `run` says to) over `candidates`, counting each failing node
+/// under its first failure's reason and leaving in `candidates` the nodes that pass them all.
+fn filter_nodes(
+    cycle: u64,
+    pod: &PodInfo,
+    nodes: &NodeTable,
+    predicates: &mut [Stage],
+    run: &[bool],
+    candidates: &mut Vec<NodeIndex>,
+    reasons: &mut BTreeMap<String, usize>,
+) -> Result<()> {
+    for (s, run) in predicates.iter_mut().zip(run) {
+        if !run || candidates.is_empty() {
+            continue;
+        }
+        let verdicts = s.filter(cycle, pod, nodes, candidates)?;
+        let mut kept = Vec::with_capacity(candidates.len());
+        let mut failed = Vec::new();
+        for (i, v) in candidates.iter().zip(verdicts) {
+            match v {
+                FilterResult::Pass => kept.push(*i),
+                FilterResult::Unschedulable(id) | FilterResult::Unresolvable(id) => {
+                    failed.push(id);
+                }
+            }
+        }
+        // Every text first, so that a verdict while fetching them counts no node twice.
+        let texts = failed
+            .into_iter()
+            .map(|id| s.reason(id))
+            .collect::<Result<Vec<_>>>()?;
+        for t in texts {
+            *reasons.entry(t).or_default() += 1;
+        }
+        *candidates = kept;
+    }
+    Ok(())
+}
+
 /// Why no node fits a pod: how many nodes there were and how many failed for each reason,
 /// printed as Kubernetes prints it in a `FailedScheduling` event.
 ///
@@ -588,6 +627,39 @@ pub struct Framework {
     priorities: Vec<Stage>,
     rng: StdRng,
     next_cycle: u64,
+    /// `percentageOfNodesToScore`: 0 for Kubernetes' adaptive default.
+    percentage_to_score: u32,
+    /// Where the next cycle starts looking, so every node gets its turn.
+    next_start: usize,
+}
+
+/// Below this many feasible nodes wanted, every node is evaluated (Kubernetes'
+/// `minFeasibleNodesToFind`).
+pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+
+/// How many feasible nodes a cycle looks for among `total` candidates before it stops
+/// filtering and scores what it found, as Kubernetes' `numFeasibleNodesToFind` decides:
+/// `percentage` of them (0 means adaptive: 50% minus 1% per 125 nodes, at least 5%), never
+/// fewer than 100, and all of them when `percentage` is 100 or there are fewer than 100.
+///
+/// ```
+/// use keelson_scheduler::framework::feasible_nodes_to_find;
+/// assert_eq!(feasible_nodes_to_find(80, 0), 80);
+/// assert_eq!(feasible_nodes_to_find(500, 0), 230);   // 46%
+/// assert_eq!(feasible_nodes_to_find(5_000, 0), 500); // 10%
+/// assert_eq!(feasible_nodes_to_find(5_000, 100), 5_000);
+/// assert_eq!(feasible_nodes_to_find(1_000, 5), 100);
+/// ```
+pub fn feasible_nodes_to_find(total: usize, percentage: u32) -> usize {
+    if total < MIN_FEASIBLE_NODES_TO_FIND || percentage >= 100 {
+        return total;
+    }
+    let percentage = if percentage == 0 {
+        (50 - (total / 125).min(45)).max(5)
+    } else {
+        percentage as usize
+    };
+    (total * percentage / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
 }
 
 impl fmt::Debug for Framework {
@@ -700,7 +772,15 @@ impl Framework {
             priorities,
             rng: StdRng::seed_from_u64(seed),
             next_cycle: 1,
+            percentage_to_score: 0,
+            next_start: 0,
         })
+    }
+
+    /// Sets `percentageOfNodesToScore` (see [`feasible_nodes_to_find`]): 0 (the default) is
+    /// Kubernetes' adaptive share, 100 evaluates every node in every cycle as v1 did.
+    pub fn set_percentage_of_nodes_to_score(&mut self, percentage: u32) {
+        self.percentage_to_score = percentage.min(100);
     }
 
     /// The shared node table.
@@ -864,6 +944,8 @@ impl Framework {
             predicates,
             priorities,
             rng,
+            percentage_to_score,
+            next_start,
             ..
         } = self;
         let Tally {
@@ -898,31 +980,48 @@ impl Framework {
                 }
             }
         }
-        // Predicates in order; a node leaves at its first failure, which is its reason.
-        for (s, run) in predicates.iter_mut().zip(run_filter) {
-            if !run || candidates.is_empty() {
-                continue;
-            }
-            let verdicts = s.filter(cycle, pod, nodes, candidates)?;
-            let mut kept = Vec::with_capacity(candidates.len());
-            let mut failed = Vec::new();
-            for (i, v) in candidates.iter().zip(verdicts) {
-                match v {
-                    FilterResult::Pass => kept.push(*i),
-                    FilterResult::Unschedulable(id) | FilterResult::Unresolvable(id) => {
-                        failed.push(id);
-                    }
+        // Predicates in order; a node leaves at its first failure, which is its reason. With
+        // many nodes, filtering stops once enough feasible ones are found, starting each
+        // cycle where the last one stopped.
+        let want = feasible_nodes_to_find(candidates.len(), *percentage_to_score);
+        if want >= candidates.len() {
+            filter_nodes(
+                cycle,
+                pod,
+                nodes,
+                predicates,
+                &run_filter,
+                candidates,
+                reasons,
+            )?;
+        } else {
+            // `candidates` keeps every eligible node until filtering is done, for a plugin's
+            // unschedulable verdict to count.
+            let all = candidates.clone();
+            let start = *next_start % all.len();
+            let mut order = all[start..].iter().chain(&all[..start]).copied();
+            let mut processed = 0;
+            let mut feasible = Vec::with_capacity(want);
+            while feasible.len() < want {
+                let mut chunk: Vec<NodeIndex> =
+                    order.by_ref().take(want - feasible.len()).collect();
+                if chunk.is_empty() {
+                    break;
                 }
+                processed += chunk.len();
+                filter_nodes(
+                    cycle,
+                    pod,
+                    nodes,
+                    predicates,
+                    &run_filter,
+                    &mut chunk,
+                    reasons,
+                )?;
+                feasible.extend(chunk);
             }
-            // Every text first, so that a verdict while fetching them counts no node twice.
-            let texts = failed
-                .into_iter()
-                .map(|id| s.reason(id))
-                .collect::<Result<Vec<_>>>()?;
-            for t in texts {
-                *reasons.entry(t).or_default() += 1;
-            }
-            *candidates = kept;
+            *next_start = (start + processed) % all.len();
+            *candidates = feasible;
         }
         if candidates.is_empty() {
             return Ok(Outcome::Unschedulable(FitError {
@@ -1002,6 +1101,33 @@ mod tests {
             Outcome::Unschedulable(e) => e,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn with_many_nodes_filtering_stops_at_enough_feasible_ones_but_finds_rare_fits() {
+        let mut f = Framework::builtin(&PolicyConfig::default_provider(), 5).unwrap();
+        for i in 0..300 {
+            let cpu = if i == 250 { 8000 } else { 1000 };
+            f.upsert_node(node(&format!("n{i:03}")).cpu(cpu).build())
+                .unwrap();
+        }
+        // 144 feasible nodes are wanted (48% of 300); only one node fits: every node is
+        // looked at, and the message counts them all.
+        assert_eq!(chosen(&mut f, &pod("big").cpu(4000).build()), "n250");
+        assert_eq!(
+            fit_error(&mut f, &pod("huge").cpu(9000).build()).to_string(),
+            "0/300 nodes are available: 300 Insufficient cpu."
+        );
+        // Small pods fit everywhere: each cycle scores 144 nodes, starting where the last
+        // one stopped, so successive cycles see different nodes.
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..4 {
+            seen.insert(chosen(&mut f, &pod("small").cpu(100).build()));
+        }
+        assert!(seen.len() > 1, "{seen:?}");
+        // At 100%, as in v1, every node is evaluated.
+        f.set_percentage_of_nodes_to_score(100);
+        assert_eq!(chosen(&mut f, &pod("big").cpu(4000).build()), "n250");
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! assert_eq!(q.pop(t0 + Duration::from_secs(1)), Some("default/web"));
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,11 @@ struct Backoff {
 /// Pods to schedule, keyed by `K` (such as `namespace/name`); see the [module docs](self).
 #[derive(Debug)]
 pub struct SchedulingQueue<K> {
+    /// Active keys in order; may hold stale entries of keys no longer in `queued`, which
+    /// `pop` skips (removing from the middle of a long queue would cost its length).
     active: VecDeque<K>,
+    /// The keys that are really active.
+    queued: HashSet<K>,
     backoff: HashMap<K, Backoff>,
 }
 
@@ -54,29 +58,41 @@ impl<K: Clone + Eq + Hash> SchedulingQueue<K> {
     pub fn new() -> Self {
         SchedulingQueue {
             active: VecDeque::new(),
+            queued: HashSet::new(),
             backoff: HashMap::new(),
         }
     }
 
     /// Queues `key` to be scheduled now, unless it is queued or backing off already.
     pub fn add(&mut self, key: K) {
-        if self.backoff.get(&key).is_some_and(|b| b.until.is_some()) || self.active.contains(&key) {
+        if self.backoff.get(&key).is_some_and(|b| b.until.is_some()) {
             return;
         }
-        self.active.push_back(key);
+        self.activate(key);
+    }
+
+    fn activate(&mut self, key: K) {
+        if self.queued.insert(key.clone()) {
+            self.active.push_back(key);
+        }
     }
 
     /// The next pod to schedule: first any pod whose backoff has expired by `now`, then the
     /// active pods in order.
     pub fn pop(&mut self, now: Instant) -> Option<K> {
         self.flush(now);
-        self.active.pop_front()
+        while let Some(key) = self.active.pop_front() {
+            if self.queued.remove(&key) {
+                return Some(key);
+            }
+        }
+        None
     }
 
     /// Records that `key` did not fit: it waits for its backoff, returned, before it is
     /// active again (unless the cluster changes first).
     pub fn backoff(&mut self, key: K, now: Instant) -> Duration {
-        self.active.retain(|k| k != &key);
+        self.queued.remove(&key);
         let b = self.backoff.entry(key).or_insert(Backoff {
             next: INITIAL_BACKOFF,
             until: None,
@@ -89,8 +105,11 @@ impl<K: Clone + Eq + Hash> SchedulingQueue<K> {
 
     /// Forgets `key` entirely: it was scheduled or deleted.
     pub fn remove(&mut self, key: &K) {
-        self.active.retain(|k| k != key);
+        self.queued.remove(key);
         self.backoff.remove(key);
+        if self.queued.is_empty() {
+            self.active.clear();
+        }
     }
 
     /// A node was added or updated, or a pod deleted: every backed-off pod becomes active.
@@ -102,9 +121,7 @@ impl<K: Clone + Eq + Hash> SchedulingQueue<K> {
             }
         }
         for k in moved {
-            if !self.active.contains(&k) {
-                self.active.push_back(k);
-            }
+            self.activate(k);
         }
     }
 
@@ -121,9 +138,7 @@ impl<K: Clone + Eq + Hash> SchedulingQueue<K> {
         }
         due.sort_by_key(|(until, _)| *until);
         for (_, k) in due {
-            if !self.active.contains(&k) {
-                self.active.push_back(k);
-            }
+            self.activate(k);
         }
     }
 
@@ -134,7 +149,7 @@ impl<K: Clone + Eq + Hash> SchedulingQueue<K> {
 
     /// How many pods are active.
     pub fn active_len(&self) -> usize {
-        self.active.len()
+        self.queued.len()
     }
 
     /// How many pods are backing off.
