@@ -567,6 +567,8 @@ fn filter_nodes(
 ///     e.to_string(),
 ///     "0/3 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 2 Insufficient cpu."
 /// );
+/// let none = FitError { total_nodes: 0, reasons: Default::default() };
+/// assert_eq!(none.to_string(), "no nodes available to schedule pods");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FitError {
@@ -586,7 +588,10 @@ impl fmt::Display for FitError {
             .map(|(reason, count)| format!("{count} {reason}"))
             .collect();
         parts.sort();
-        if parts.is_empty() {
+        if self.total_nodes == 0 {
+            // What Kubernetes says when the cluster has no nodes at all.
+            f.write_str("no nodes available to schedule pods")
+        } else if parts.is_empty() {
             write!(f, "0/{} nodes are available.", self.total_nodes)
         } else {
             write!(
@@ -1206,7 +1211,7 @@ mod tests {
         let mut f = Framework::builtin(&PolicyConfig::default_provider(), 1).unwrap();
         assert_eq!(
             fit_error(&mut f, &pod("p").build()).to_string(),
-            "0/0 nodes are available."
+            "no nodes available to schedule pods"
         );
     }
 
