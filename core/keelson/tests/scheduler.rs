@@ -483,9 +483,11 @@ fn bound_by(c: &Cluster, pod: &str) -> String {
 fn only_the_leader_binds_and_a_standby_takes_over() {
     let c = Cluster::start();
     c.apply(&[node("n", "64", json!({}), true)]);
+    // Short enough for a quick test, long enough that a busy machine does not make the
+    // leader miss its renewals.
     let fast = [
-        "--leader-elect-lease-duration=3s",
-        "--leader-elect-renew-deadline=2s",
+        "--leader-elect-lease-duration=5s",
+        "--leader-elect-renew-deadline=4s",
         "--leader-elect-retry-period=500ms",
     ];
     let mut first = SchedulerProc::start(&c.server, "first", &fast);
