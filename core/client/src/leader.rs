@@ -66,6 +66,9 @@ pub fn default_identity() -> String {
 #[derive(Debug)]
 pub struct Leadership {
     rx: watch::Receiver<bool>,
+    /// Without an election, the sender of the constant `true`, kept so receivers never see
+    /// a closed channel.
+    _fixed: Option<watch::Sender<bool>>,
     stop: Option<watch::Sender<bool>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -74,10 +77,9 @@ impl Leadership {
     /// Leadership without an election (`--leader-elect=false`): always leading.
     pub fn always() -> Leadership {
         let (tx, rx) = watch::channel(true);
-        // Keep the sender alive so receivers never see a closed channel.
-        std::mem::forget(tx);
         Leadership {
             rx,
+            _fixed: Some(tx),
             stop: None,
             task: None,
         }
@@ -96,6 +98,7 @@ impl Leadership {
         let task = tokio::spawn(candidate.run(tx, stop_rx));
         Leadership {
             rx,
+            _fixed: None,
             stop: Some(stop_tx),
             task: Some(task),
         }

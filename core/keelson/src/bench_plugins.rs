@@ -151,12 +151,16 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-fn source_tree_policy() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plugins/least-requested")
-}
-
-fn build_policy(native: bool) -> anyhow::Result<PathBuf> {
-    let path = source_tree_policy();
+/// Builds the plugin crate at `crate_dir` (relative to the repository root) as a native
+/// library or a Wasm component into `target/bench-plugins`, for the benchmarks; `what` names it
+/// in the progress line.
+pub(crate) fn build_source_plugin(
+    crate_dir: &str,
+    what: &str,
+    native: bool,
+) -> anyhow::Result<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let path = root.join(crate_dir);
     if !path.join("Cargo.toml").is_file() {
         bail!(
             "{} is missing: pass --wasm and --native with built policies",
@@ -164,7 +168,7 @@ fn build_policy(native: bool) -> anyhow::Result<PathBuf> {
         );
     }
     eprintln!(
-        "building least-requested as a {} ...",
+        "building {what} as a {} ...",
         if native {
             "native library"
         } else {
@@ -175,8 +179,16 @@ fn build_policy(native: bool) -> anyhow::Result<PathBuf> {
         path,
         native,
         out: None,
-        target_dir: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-plugins")),
+        target_dir: Some(root.join("target/bench-plugins")),
     })
+}
+
+fn build_policy(native: bool) -> anyhow::Result<PathBuf> {
+    build_source_plugin(
+        "examples/plugins/least-requested",
+        "least-requested",
+        native,
+    )
 }
 
 pub fn run(args: BenchPluginsArgs) -> anyhow::Result<()> {

@@ -524,32 +524,12 @@ fn plugin_framework(
     Ok((framework, start.elapsed()))
 }
 
-fn source_tree_policies() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/scheduler-policies/component")
-}
-
 fn build_policies(native: bool) -> anyhow::Result<PathBuf> {
-    let path = source_tree_policies();
-    if !path.join("Cargo.toml").is_file() {
-        bail!(
-            "{} is missing: pass --wasm and --native with built policies",
-            path.display()
-        );
-    }
-    eprintln!(
-        "building the built-in policies as a {} ...",
-        if native {
-            "native library"
-        } else {
-            "Wasm component"
-        }
-    );
-    crate::plugin::build(crate::plugin::BuildArgs {
-        path,
+    crate::bench_plugins::build_source_plugin(
+        "plugins/scheduler-policies/component",
+        "the built-in policies",
         native,
-        out: None,
-        target_dir: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-plugins")),
-    })
+    )
 }
 
 fn ms(d: Duration) -> f64 {

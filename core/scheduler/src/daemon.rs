@@ -11,7 +11,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::{Stream, StreamExt as _};
+use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{
     Binding, Node, ObjectReference, Pod, ReplicationController, Service,
 };
@@ -74,12 +74,27 @@ impl Synced {
     }
 }
 
-/// Forwards a watch's changes into the scheduling task's channel until it closes.
-fn forward<K, S>(stream: S, tx: mpsc::Sender<Input>, wrap: fn(Change<K>) -> Input)
-where
-    K: Send + 'static,
-    S: Stream<Item = Change<K>> + Send + 'static,
+/// Watches every `K` in the cluster and forwards the changes, wrapped, into the scheduling
+/// task's channel until it closes.
+fn watch<K>(
+    client: &Client,
+    what: &'static str,
+    tx: &mpsc::Sender<Input>,
+    wrap: fn(Change<K>) -> Input,
+) where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
 {
+    let stream = changes(
+        Api::<K>::all(client.clone()),
+        watcher::Config::default(),
+        what,
+    );
+    let tx = tx.clone();
     tokio::spawn(async move {
         let mut stream = pin!(stream);
         while let Some(change) = stream.next().await {
@@ -99,42 +114,10 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (tx, mut rx) = mpsc::channel::<Input>(8192);
-    forward(
-        changes(
-            Api::<Node>::all(client.clone()),
-            watcher::Config::default(),
-            "nodes",
-        ),
-        tx.clone(),
-        Input::Node,
-    );
-    forward(
-        changes(
-            Api::<Pod>::all(client.clone()),
-            watcher::Config::default(),
-            "pods",
-        ),
-        tx.clone(),
-        Input::Pod,
-    );
-    forward(
-        changes(
-            Api::<Service>::all(client.clone()),
-            watcher::Config::default(),
-            "services",
-        ),
-        tx.clone(),
-        Input::Service,
-    );
-    forward(
-        changes(
-            Api::<ReplicationController>::all(client.clone()),
-            watcher::Config::default(),
-            "replicationcontrollers",
-        ),
-        tx.clone(),
-        Input::Rc,
-    );
+    watch(&client, "nodes", &tx, Input::Node);
+    watch(&client, "pods", &tx, Input::Pod);
+    watch(&client, "services", &tx, Input::Service);
+    watch(&client, "replicationcontrollers", &tx, Input::Rc);
     let recorder = EventRecorder::new(client.clone(), &options.scheduler_name, &options.instance);
     let bindings = Arc::new(Semaphore::new(options.bind_concurrency.max(1)));
     let mut leading = leadership.subscribe();
