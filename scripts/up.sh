@@ -31,10 +31,10 @@ cat <<MSG
 Keelson is running (data in $DATA_DIR).
   export KUBECONFIG=$KUBECONFIG
   kubectl get rc,svc,pods
-The guestbook's objects are stored and served by the API server, and the scheduler is
-running (kubectl -n kube-system get lease kube-scheduler). Its frontend will answer at
-http://$NODE_IP:30001 once Keelson's controller manager, kubelet and service proxy create and
-run its pods.
+The guestbook's replication controllers have created its pods and its Services have
+Endpoints (kubectl get pods,endpoints); the controller manager and the scheduler are running
+(kubectl -n kube-system get lease). Its frontend will answer at http://$NODE_IP:30001 once
+Keelson's kubelet and service proxy run its pods.
 Press Ctrl-C to stop.
 MSG
 wait $PID

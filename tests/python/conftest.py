@@ -51,7 +51,10 @@ class Etcd:
 
 
 class Server:
-    def __init__(self, backend):
+    """`keelson apiserver` (or, with subcommand="server", the whole control plane)."""
+
+    def __init__(self, backend, subcommand="apiserver"):
+        self.subcommand = subcommand
         self.bin = os.environ["KEELSON_BIN"]
         self.dir = tempfile.mkdtemp(prefix="keelson-py-")
         self.port = free_port()
@@ -61,10 +64,16 @@ class Server:
         self.start()
 
     def start(self):
-        args = [self.bin, "apiserver", "--data-dir", self.dir, "--bind-address", "127.0.0.1",
+        args = [self.bin, self.subcommand, "--data-dir", self.dir, "--bind-address", "127.0.0.1",
                 "--secure-port", str(self.port), "--bookmark-interval-seconds", "1"]
         if self.etcd:
             args += ["--etcd-servers", self.etcd.endpoint]
+        if self.subcommand == "server":
+            # Controllers that need seconds, not minutes, in tests.
+            cm = os.path.join(self.dir, "controller-manager.yaml")
+            with open(cm, "w") as f:
+                f.write("leaderElection:\n  leaderElect: false\n")
+            args += ["--controller-manager-config", cm]
         self.log = open(os.path.join(self.dir, "apiserver.log"), "a")
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.time() + 30
@@ -99,5 +108,13 @@ class Server:
 @pytest.fixture(params=["sqlite", "etcd"], scope="module")
 def server(request):
     s = Server(request.param)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def control_plane():
+    """`keelson server`: API server, controller manager and scheduler in one process."""
+    s = Server("sqlite", subcommand="server")
     yield s
     s.stop()

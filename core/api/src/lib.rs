@@ -8,6 +8,7 @@
 //! - [`table`]: server-side printing (`as=Table`) columns and cells per kind.
 //! - [`openapi`]: OpenAPI v2/v3 documents for discovery, `kubectl explain` and validation.
 //! - [`patch`]: JSON merge patch, JSON patch and strategic merge patch.
+//! - [`sa_token`]: Kubernetes legacy service-account tokens (sign and verify).
 
 pub use k8s_openapi;
 
@@ -17,6 +18,7 @@ pub mod openapi;
 pub mod patch;
 pub mod protobuf;
 pub mod registry;
+pub mod sa_token;
 pub mod selectors;
 pub mod table;
 pub mod validation;

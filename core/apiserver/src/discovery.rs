@@ -39,6 +39,54 @@ pub fn api_versions(server_address: &str) -> Value {
     })
 }
 
+/// `authentication.k8s.io/v1` `selfsubjectreviews` (`kubectl auth whoami`): answered by the
+/// server from the request's user, never stored, so it lives beside the stored resources of
+/// the registry rather than in it.
+pub const SELF_SUBJECT_REVIEWS: ResourceInfo = ResourceInfo {
+    group: "authentication.k8s.io",
+    version: "v1",
+    kind: "SelfSubjectReview",
+    plural: "selfsubjectreviews",
+    singular: "selfsubjectreview",
+    short_names: &[],
+    namespaced: false,
+    verbs: &["create"],
+    subresources: &[],
+    categories: &[],
+};
+
+/// Resources discovery lists that the server answers without storage.
+const VIRTUAL_RESOURCES: &[ResourceInfo] = &[SELF_SUBJECT_REVIEWS];
+
+/// Whether `p` is the self-subject review collection.
+pub fn is_self_subject_review(p: &crate::request::ResourcePath) -> bool {
+    p.group == SELF_SUBJECT_REVIEWS.group
+        && p.version == SELF_SUBJECT_REVIEWS.version
+        && p.resource == SELF_SUBJECT_REVIEWS.plural
+        && p.namespace.is_none()
+        && p.name.is_none()
+        && p.subresource.is_none()
+        && !p.watch_prefix
+}
+
+/// Every resource discovery lists: the registry's, then the virtual ones.
+fn all_resources() -> impl Iterator<Item = &'static ResourceInfo> {
+    registry::resources().iter().chain(VIRTUAL_RESOURCES)
+}
+
+/// Every named group and its versions: the registry's, then those only virtual resources have.
+fn all_groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut groups = registry::groups();
+    for r in VIRTUAL_RESOURCES {
+        match groups.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, vs)) if !vs.contains(&r.version) => vs.push(r.version),
+            Some(_) => {}
+            None => groups.push((r.group, vec![r.version])),
+        }
+    }
+    groups
+}
+
 fn group_entry(name: &str, versions: &[&str]) -> Value {
     let vs: Vec<Value> = versions
         .iter()
@@ -52,7 +100,7 @@ fn group_entry(name: &str, versions: &[&str]) -> Value {
 }
 
 pub fn api_groups() -> Value {
-    let groups: Vec<Value> = registry::groups()
+    let groups: Vec<Value> = all_groups()
         .iter()
         .map(|(g, vs)| group_entry(g, vs))
         .collect();
@@ -60,7 +108,7 @@ pub fn api_groups() -> Value {
 }
 
 pub fn api_group(name: &str) -> Option<Value> {
-    registry::groups()
+    all_groups()
         .iter()
         .find(|(g, _)| *g == name)
         .map(|(g, vs)| {
@@ -114,8 +162,7 @@ fn resource_entries(info: &ResourceInfo) -> Vec<Value> {
 }
 
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let infos: Vec<&ResourceInfo> = registry::resources()
-        .iter()
+    let infos: Vec<&ResourceInfo> = all_resources()
         .filter(|r| r.group == group && r.version == version)
         .collect();
     if infos.is_empty() {
@@ -142,7 +189,7 @@ pub fn aggregated(legacy: bool, api_version: &str) -> Value {
     if legacy {
         groups.push((String::new(), vec!["v1".to_string()]));
     } else {
-        for (g, vs) in registry::groups() {
+        for (g, vs) in all_groups() {
             groups.push((g.to_string(), vs.iter().map(|v| v.to_string()).collect()));
         }
     }
@@ -152,8 +199,7 @@ pub fn aggregated(legacy: bool, api_version: &str) -> Value {
             let versions: Vec<Value> = vs
                 .iter()
                 .map(|v| {
-                    let resources: Vec<Value> = registry::resources()
-                        .iter()
+                    let resources: Vec<Value> = all_resources()
                         .filter(|r| r.group == g && r.version == v)
                         .map(|r| {
                             let subs: Vec<Value> = r

@@ -1,5 +1,5 @@
 //! Keelson's API server: the Kubernetes REST API over a revisioned store, with TLS, client
-//! certificate authentication, an admission chain, and a watch cache.
+//! certificate and service-account token authentication, an admission chain, and a watch cache.
 
 pub mod admission;
 pub mod alloc;
@@ -60,5 +60,7 @@ pub struct ApiServer {
     pub(crate) cache: Arc<watchcache::WatchCache>,
     pub(crate) alloc: Arc<alloc::Allocator>,
     pub(crate) admission: admission::AdmissionChain,
+    /// Bearer tokens (service-account tokens) of requests without a client certificate.
+    pub(crate) tokens: auth::TokenAuthenticator,
     pub(crate) opts: ApiOptions,
 }

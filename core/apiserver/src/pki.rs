@@ -1,5 +1,6 @@
 //! The cluster's certificates: a CA made on first start, the API server's serving certificate,
-//! the admin client certificate, and the kubeconfig that carries them.
+//! the admin client certificate, the kubeconfig that carries them, and the key pair that signs
+//! service-account tokens.
 //!
 //! Everything lives in the data dir so that a restart reuses the same identity: clients that
 //! trusted the CA before keep trusting it.
@@ -45,6 +46,16 @@ impl PkiPaths {
     pub fn admin_key(&self) -> PathBuf {
         self.dir.join("admin.key")
     }
+    /// The service-account token signing key (PKCS#8 PEM, 0600); the controller manager's
+    /// token controller signs with it.
+    pub fn sa_key(&self) -> PathBuf {
+        self.dir.join("sa.key")
+    }
+    /// The public half of [`PkiPaths::sa_key`] (SPKI PEM, 0644); the API server verifies
+    /// bearer tokens with it.
+    pub fn sa_pub(&self) -> PathBuf {
+        self.dir.join("sa.pub")
+    }
 }
 
 /// The loaded PKI: PEM strings, ready for rustls and kubeconfig.
@@ -56,6 +67,10 @@ pub struct Pki {
     pub serving_key_pem: String,
     pub admin_cert_pem: String,
     pub admin_key_pem: String,
+    /// Private key that signs service-account tokens (PKCS#8 PEM, ECDSA P-256).
+    pub sa_key_pem: String,
+    /// Public key that verifies service-account tokens (SPKI PEM).
+    pub sa_pub_pem: String,
 }
 
 fn pki_err(what: &str, e: impl std::fmt::Display) -> Error {
@@ -132,6 +147,20 @@ impl Pki {
             write_private(&paths.admin_cert(), &cert, 0o644)?;
         }
 
+        // The token signing key is independent of the CA: it is made once and kept, since
+        // replacing it would invalidate every service-account token already handed out.
+        if !paths.sa_key().exists() {
+            let key =
+                KeyPair::generate().map_err(|e| pki_err("generate service-account key", e))?;
+            write_private(&paths.sa_key(), &key.serialize_pem(), 0o600)?;
+            write_private(&paths.sa_pub(), &key.public_key_pem(), 0o644)?;
+        } else if !paths.sa_pub().exists() {
+            // The public key can always be derived again from the private one.
+            let key = KeyPair::from_pem(&read(&paths.sa_key())?)
+                .map_err(|e| pki_err("parse service-account key", e))?;
+            write_private(&paths.sa_pub(), &key.public_key_pem(), 0o644)?;
+        }
+
         Ok(Self {
             ca_cert_pem,
             ca_key_pem,
@@ -139,6 +168,8 @@ impl Pki {
             serving_key_pem: read(&paths.serving_key())?,
             admin_cert_pem: read(&paths.admin_cert())?,
             admin_key_pem: read(&paths.admin_key())?,
+            sa_key_pem: read(&paths.sa_key())?,
+            sa_pub_pem: read(&paths.sa_pub())?,
         })
     }
 
@@ -349,4 +380,46 @@ pub fn host_addresses() -> Vec<IpAddr> {
         }
     }
     out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn service_account_key_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = PkiPaths::new(dir.path());
+        let sans = vec!["localhost".to_string()];
+        let first = Pki::ensure(&paths, &sans).unwrap();
+        assert!(first.sa_key_pem.contains("BEGIN PRIVATE KEY"));
+        assert!(first.sa_pub_pem.contains("BEGIN PUBLIC KEY"));
+        assert_eq!(mode(&paths.sa_key()), 0o600);
+        assert_eq!(mode(&paths.sa_pub()), 0o644);
+
+        let again = Pki::ensure(&paths, &sans).unwrap();
+        assert_eq!(again.sa_key_pem, first.sa_key_pem);
+        assert_eq!(again.sa_pub_pem, first.sa_pub_pem);
+
+        // A lost public key is derived again from the private one, not replaced by a new pair.
+        std::fs::remove_file(paths.sa_pub()).unwrap();
+        let derived = Pki::ensure(&paths, &sans).unwrap();
+        assert_eq!(derived.sa_key_pem, first.sa_key_pem);
+        assert_eq!(derived.sa_pub_pem, first.sa_pub_pem);
+
+        // Tokens signed with the private key verify with the public one.
+        let claims = keelson_api::sa_token::LegacyClaims::new("default", "a", "uid-1", "a-token");
+        let token = keelson_api::sa_token::sign(&first.sa_key_pem, &claims).unwrap();
+        assert_eq!(
+            keelson_api::sa_token::verify(&derived.sa_pub_pem, &token).unwrap(),
+            claims
+        );
+    }
 }

@@ -177,11 +177,19 @@ pub async fn start(cfg: Config) -> Result<RunningServer> {
         store: store.clone(),
         cache: cache.clone(),
     }));
+    let tokens = crate::auth::TokenAuthenticator::new(
+        pki.sa_pub_pem.clone(),
+        Arc::new(crate::auth::CachedObjects {
+            store: store.clone(),
+            cache: cache.clone(),
+        }),
+    );
     let server = Arc::new(ApiServer {
         store,
         cache,
         alloc,
         admission,
+        tokens,
         opts: ApiOptions {
             advertise,
             secure_port: addr.port(),
@@ -324,8 +332,13 @@ async fn handle(
         Route::Version => return response::json(200, &discovery::version()),
         _ => {}
     }
-    let Some(user) = user else {
-        return response::error(&ApiError::unauthorized());
+    // A client certificate identifies the user first; without one, a bearer token must.
+    let user = match user {
+        Some(user) => user,
+        None => match authenticate_bearer(&server, req.headers()).await {
+            Some(user) => user,
+            None => return response::error(&ApiError::unauthorized()),
+        },
     };
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -385,6 +398,13 @@ async fn handle(
             None => response::error(&ApiError::no_route()),
         },
         Route::NotFound => response::error(&ApiError::no_route()),
+        Route::Resource(p) if discovery::is_self_subject_review(&p) => {
+            if method == Method::POST {
+                response::json(201, &crate::auth::self_subject_review(&user))
+            } else {
+                response::error(&ApiError::method_not_allowed(method.as_str()))
+            }
+        }
         Route::Resource(p) => {
             let Some(info) = ApiServer::resource_info(&p.group, &p.version, &p.resource) else {
                 return response::error(&ApiError::no_route());
@@ -439,6 +459,26 @@ async fn handle(
     };
     tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
     resp
+}
+
+/// The user of the request's `Authorization: Bearer` token, or None (a 401) when there is no
+/// token or it does not authenticate. Why a token failed is logged, never told to the client.
+async fn authenticate_bearer(server: &ApiServer, headers: &http::HeaderMap) -> Option<UserInfo> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::auth::bearer_token)?;
+    match server.tokens.authenticate(token).await {
+        Ok(user) => Some(user),
+        Err(e @ crate::auth::AuthError::Lookup { .. }) => {
+            tracing::warn!(error = %e, "bearer token could not be checked");
+            None
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "bearer token refused");
+            None
+        }
+    }
 }
 
 /// Reads a request body of at most `MAX_BODY` bytes. A larger one is read to its end (up to a

@@ -223,7 +223,10 @@ impl WatchCache {
 
     async fn follow(cache: Arc<Self>, store: Arc<dyn Store>, mut after: Revision) {
         loop {
-            let mut stream = match store.watch(REGISTRY_PREFIX, after).await {
+            // Every key, not only objects: a write outside the registry (a service IP or node
+            // port released after its Service is deleted) moves the store's revision too, and
+            // a consistent read waits for the cache to reach the store's revision.
+            let mut stream = match store.watch("/", after).await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!(error = %e, "watch cache: store watch failed; retrying");

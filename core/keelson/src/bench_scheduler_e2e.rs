@@ -100,7 +100,10 @@ async fn scenario(nodes: usize, pods: usize) -> anyhow::Result<()> {
     // The scheduler, on its own thread and runtime as in `keelson server`.
     let resolved = SchedulerArgs {
         kubeconfig: Some(server.kubeconfig.clone()),
-        leader_elect: Some(false),
+        leader: crate::leader_args::LeaderElectionArgs {
+            leader_elect: Some(false),
+            ..Default::default()
+        },
         seed: Some(1),
         bind_concurrency: Some(CLIENTS),
         ..SchedulerArgs::default()

@@ -5,6 +5,8 @@ mod bench_plugins;
 mod bench_scheduler;
 mod bench_scheduler_e2e;
 mod config;
+mod controller_manager_cmd;
+mod leader_args;
 mod plugin;
 mod plugin_check;
 mod scheduler_cmd;
@@ -32,9 +34,12 @@ struct Cli {
 enum Command {
     /// Run the API server.
     Apiserver(config::ApiserverArgs),
+    /// Run the controller manager.
+    ControllerManager(controller_manager_cmd::ControllerManagerArgs),
     /// Run the scheduler.
     Scheduler(scheduler_cmd::SchedulerArgs),
-    /// Run the control plane in one process: the API server and the scheduler.
+    /// Run the control plane in one process: the API server, the controller manager and the
+    /// scheduler.
     Server(ServerArgs),
     /// Scaffold, build, inspect and check plugins.
     #[command(subcommand)]
@@ -44,7 +49,8 @@ enum Command {
     Bench(BenchCommand),
 }
 
-/// `keelson server`: the API server's flags, plus the scheduler's config.
+/// `keelson server`: the API server's flags, plus the controller manager's and the
+/// scheduler's config files.
 #[derive(clap::Args, Debug)]
 struct ServerArgs {
     #[command(flatten)]
@@ -56,6 +62,10 @@ struct ServerArgs {
     /// A Kubernetes v1 Policy file for the scheduler.
     #[arg(long)]
     policy_config_file: Option<std::path::PathBuf>,
+    /// The controller manager's YAML config file (see `keelson controller-manager --help`);
+    /// its kubeconfig, service-account key and CA default to the API server's.
+    #[arg(long)]
+    controller_manager_config: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -104,6 +114,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Apiserver(args) => run_apiserver(args).await,
+            Command::ControllerManager(args) => run_controller_manager(args).await,
             Command::Scheduler(args) => run_scheduler(args).await,
             Command::Server(args) => run_server(args).await,
             Command::Bench(BenchCommand::Api(args)) => bench::run(args).await,
@@ -145,8 +156,24 @@ async fn run_scheduler(args: scheduler_cmd::SchedulerArgs) -> anyhow::Result<()>
     }
 }
 
+async fn run_controller_manager(
+    args: controller_manager_cmd::ControllerManagerArgs,
+) -> anyhow::Result<()> {
+    let resolved = args.resolve()?;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let mut task = tokio::spawn(controller_manager_cmd::run(resolved, shutdown));
+    tokio::select! {
+        r = &mut task => r.context("controller manager task")?,
+        _ = wait_for_signal() => {
+            eprintln!("keelson: shutting down");
+            let _ = stop.send(true);
+            task.await.context("controller manager task")?
+        }
+    }
+}
+
 async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
-    // Check the scheduler's config before a port is bound.
+    // Check the controller manager's and the scheduler's config before a port is bound.
     let sched_args = scheduler_cmd::SchedulerArgs {
         config: args.scheduler_config,
         policy_config_file: args.policy_config_file,
@@ -157,10 +184,18 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let mut resolved = sched_args.resolve()?;
     resolved.kubeconfig = kubeconfig;
     let (host, scheduler) = scheduler_cmd::build(&resolved)?;
+    let cm_args = controller_manager_cmd::ControllerManagerArgs {
+        config: args.controller_manager_config,
+        kubeconfig: Some(cfg.data_dir.join("kubeconfig.yaml")),
+        ..Default::default()
+    };
+    cm_args.clone().resolve()?;
     let server = keelson_apiserver::start(cfg)
         .await
         .context("start the API server")?;
     resolved.kubeconfig = server.kubeconfig.clone();
+    // Resolved again once the API server has written its kubeconfig and keys beside it.
+    let cm_resolved = cm_args.resolve()?;
     // The scheduler runs Wasm and native policies synchronously; on its own thread and
     // runtime it never stalls the API server's request handling.
     let (stop, shutdown) = tokio::sync::watch::channel(false);
@@ -175,8 +210,17 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             rt.block_on(scheduler_cmd::run(resolved, scheduler, shutdown))
         })
         .context("start the scheduler thread")?;
+    let cm_shutdown = stop.subscribe();
+    let cm_task = tokio::spawn(async move {
+        let r = controller_manager_cmd::run(cm_resolved, cm_shutdown).await;
+        if let Err(e) = &r {
+            // Said at once: the API server keeps serving, but nothing reconciles.
+            eprintln!("keelson: controller manager stopped: {e:#}");
+        }
+        r
+    });
     eprintln!(
-        "keelson: API server ready at {}\nkeelson: scheduler started\nkeelson: kubeconfig written to {}\nkeelson: try: kubectl --kubeconfig {} get nodes",
+        "keelson: API server ready at {}\nkeelson: controller manager and scheduler started\nkeelson: kubeconfig written to {}\nkeelson: try: kubectl --kubeconfig {} get nodes",
         server.url,
         server.kubeconfig.display(),
         server.kubeconfig.display()
@@ -190,6 +234,12 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         Ok(Ok(Ok(Err(e)))) => eprintln!("keelson: scheduler: {e:#}"),
         Ok(_) => {}
         Err(_) => eprintln!("keelson: the scheduler did not stop in time"),
+    }
+    if tokio::time::timeout(std::time::Duration::from_secs(5), cm_task)
+        .await
+        .is_err()
+    {
+        eprintln!("keelson: the controller manager did not stop in time");
     }
     server.shutdown().await;
     Ok(())

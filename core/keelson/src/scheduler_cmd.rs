@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use keelson_client::leader::{LeaderConfig, Leadership, default_identity};
+
+use crate::leader_args::{LeaderElectionArgs, LeaderElectionFile};
 use keelson_plugin_host::{HostConfig, PluginHost};
 use keelson_scheduler::Scheduler;
 use keelson_scheduler::config::PolicyConfig;
@@ -34,24 +36,8 @@ pub struct SchedulerArgs {
     /// A Kubernetes v1 Policy file (JSON): predicates and priorities, built-in or plugins.
     #[arg(long)]
     pub policy_config_file: Option<PathBuf>,
-    /// Run only while holding the leader Lease (default true).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    pub leader_elect: Option<bool>,
-    /// How long a leader's claim lasts without renewal (e.g. 15s).
-    #[arg(long, value_parser = parse_duration)]
-    pub leader_elect_lease_duration: Option<Duration>,
-    /// How long the leader tries to renew before it stops leading (e.g. 10s).
-    #[arg(long, value_parser = parse_duration)]
-    pub leader_elect_renew_deadline: Option<Duration>,
-    /// How often candidates try to acquire and the leader renews (e.g. 2s).
-    #[arg(long, value_parser = parse_duration)]
-    pub leader_elect_retry_period: Option<Duration>,
-    /// The Lease's namespace.
-    #[arg(long)]
-    pub leader_elect_resource_namespace: Option<String>,
-    /// The Lease's name.
-    #[arg(long)]
-    pub leader_elect_resource_name: Option<String>,
+    #[command(flatten)]
+    pub leader: LeaderElectionArgs,
     /// Where compiled plugin code is cached.
     #[arg(long)]
     pub plugin_cache_dir: Option<PathBuf>,
@@ -80,17 +66,6 @@ struct SchedulerFile {
     plugin_cache_dir: Option<PathBuf>,
     bind_concurrency: Option<usize>,
     percentage_of_nodes_to_score: Option<u32>,
-}
-
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct LeaderElectionFile {
-    leader_elect: Option<bool>,
-    lease_duration: Option<String>,
-    renew_deadline: Option<String>,
-    retry_period: Option<String>,
-    resource_namespace: Option<String>,
-    resource_name: Option<String>,
 }
 
 /// `15s`, `500ms`, `1m`, `1h`, or plain seconds.
@@ -166,52 +141,9 @@ impl SchedulerArgs {
                 })?,
             (None, None) => PolicyConfig::default_provider(),
         };
-        let le = file.leader_election;
-        let file_duration = |v: Option<String>, key: &str| -> anyhow::Result<Option<Duration>> {
-            v.map(|s| parse_duration(&s).map_err(|e| anyhow::anyhow!("leaderElection.{key}: {e}")))
-                .transpose()
-        };
-        let leader = if self.leader_elect.or(le.leader_elect).unwrap_or(true) {
-            let mut c = LeaderConfig::new(
-                &self
-                    .leader_elect_resource_namespace
-                    .or(le.resource_namespace)
-                    .unwrap_or_else(|| "kube-system".into()),
-                &self
-                    .leader_elect_resource_name
-                    .or(le.resource_name)
-                    .unwrap_or_else(|| "kube-scheduler".into()),
-            );
-            if let Some(d) = self
-                .leader_elect_lease_duration
-                .or(file_duration(le.lease_duration, "leaseDuration")?)
-            {
-                c.lease_duration = d;
-            }
-            if let Some(d) = self
-                .leader_elect_renew_deadline
-                .or(file_duration(le.renew_deadline, "renewDeadline")?)
-            {
-                c.renew_deadline = d;
-            }
-            if let Some(d) = self
-                .leader_elect_retry_period
-                .or(file_duration(le.retry_period, "retryPeriod")?)
-            {
-                c.retry_period = d;
-            }
-            if c.renew_deadline >= c.lease_duration {
-                bail!(
-                    "leader election: the renew deadline must be shorter than the lease duration"
-                );
-            }
-            if c.retry_period >= c.renew_deadline {
-                bail!("leader election: the retry period must be shorter than the renew deadline");
-            }
-            Some(c)
-        } else {
-            None
-        };
+        let leader = self
+            .leader
+            .resolve(file.leader_election, "kube-scheduler")?;
         let bind_concurrency = self
             .bind_concurrency
             .or(file.bind_concurrency)

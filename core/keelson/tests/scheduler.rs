@@ -4,98 +4,32 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use keelson_testsupport::{
-    ApiServerProc, Backend, ChildGuard, kubectl, kubectl_binaries, wait_until,
-};
+use keelson_testsupport::{ApiServerProc, Cluster, DaemonProc, kubectl, wait_until};
 use serde_json::{Value, json};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_keelson"))
 }
 
-fn kubectl_bin() -> PathBuf {
-    kubectl_binaries().pop().unwrap()
+fn start_cluster() -> Cluster {
+    Cluster::start(&bin())
 }
 
-/// A `keelson scheduler` process, killed on drop; its log is beside the API server's.
-struct SchedulerProc {
-    proc: ChildGuard,
-    log: PathBuf,
+/// A `keelson scheduler` pointed at the cluster, killed on drop.
+fn start_scheduler(server: &ApiServerProc, name: &str, args: &[&str]) -> DaemonProc {
+    DaemonProc::start(&bin(), server, "scheduler", name, args)
 }
 
-impl SchedulerProc {
-    fn start(server: &ApiServerProc, name: &str, args: &[&str]) -> SchedulerProc {
-        let log = server.data_dir.path().join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(bin());
-        cmd.arg("scheduler")
-            .arg("--kubeconfig")
-            .arg(&server.kubeconfig)
-            .args(args)
-            .env("KEELSON_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file);
-        SchedulerProc {
-            proc: ChildGuard::spawn(name, &mut cmd).unwrap(),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM: a clean stop, releasing the lease.
-    fn terminate(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.proc.pid().to_string())
-            .status();
-        let _ = self.proc.child.wait();
-    }
+/// What these tests ask of the cluster beyond [`Cluster`]'s calls.
+trait SchedulingView {
+    fn node_of(&self, pod: &str) -> Option<String>;
+    fn wait_bound(&self, pod: &str, logs: &str) -> String;
 }
 
-struct Cluster {
-    server: ApiServerProc,
-    kubectl: PathBuf,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        Cluster {
-            server: ApiServerProc::start(&bin(), Backend::Sqlite),
-            kubectl: kubectl_bin(),
-        }
-    }
-
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = kubectl(&self.kubectl, &self.server.kubeconfig, args, stdin);
-        assert!(
-            out.ok,
-            "kubectl {} failed:\n{}\n{}",
-            args.join(" "),
-            out.stdout,
-            out.stderr
-        );
-        out.stdout
-    }
-
-    fn apply(&self, objects: &[Value]) {
-        let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
-        self.kubectl(&["create", "-f", "-"], Some(&list.to_string()));
-    }
-
-    fn get(&self, args: &[&str]) -> Value {
-        let mut a = vec!["get"];
-        a.extend_from_slice(args);
-        a.extend(["-o", "json"]);
-        serde_json::from_str(&self.kubectl(&a, None)).unwrap()
-    }
-
+impl SchedulingView for Cluster {
     fn node_of(&self, pod: &str) -> Option<String> {
         let out = kubectl(
             &self.kubectl,
@@ -115,27 +49,6 @@ impl Cluster {
         });
         assert!(ok, "pod {pod} was not scheduled; scheduler log:\n{logs}");
         node.unwrap()
-    }
-
-    /// The events about `name`, as (type, reason, message, count, reportingInstance).
-    fn events(&self, name: &str) -> Vec<(String, String, String, i64, String)> {
-        let list = self.get(&["events", "-n", "default"]);
-        list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["involvedObject"]["name"] == name)
-            .map(|e| {
-                let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
-                (
-                    s("type"),
-                    s("reason"),
-                    s("message"),
-                    e["count"].as_i64().unwrap_or(0),
-                    s("reportingInstance"),
-                )
-            })
-            .collect()
     }
 }
 
@@ -178,9 +91,9 @@ fn host_port(port: u16) -> Value {
 
 #[test]
 fn pods_land_where_resources_selectors_ports_and_taints_allow() {
-    let c = Cluster::start();
-    let s = SchedulerProc::start(&c.server, "scheduler", &["--leader-elect=false"]);
-    c.apply(&[
+    let c = start_cluster();
+    let s = start_scheduler(&c.server, "scheduler", &["--leader-elect=false"]);
+    c.create(&[
         node("n1", "2", json!({"disk": "ssd"}), true),
         node("n2", "4", json!({}), true),
         node("n3", "8", json!({}), true),
@@ -193,7 +106,7 @@ fn pods_land_where_resources_selectors_ports_and_taints_allow() {
         None,
     );
     c.kubectl(&["cordon", "n4"], None);
-    c.apply(&[
+    c.create(&[
         pod("big", "3", json!({})),
         pod("ssd", "100m", json!({"nodeSelector": {"disk": "ssd"}})),
         pod("hp-1", "100m", host_port(8080)),
@@ -219,7 +132,7 @@ fn pods_land_where_resources_selectors_ports_and_taints_allow() {
     }
 
     // Scheduled pods have the event and the condition.
-    let events = c.events("big");
+    let events = c.events("default", "big");
     assert!(
         events.iter().any(|e| e.0 == "Normal"
             && e.1 == "Scheduled"
@@ -240,11 +153,16 @@ fn pods_land_where_resources_selectors_ports_and_taints_allow() {
     let want = "0/5 nodes are available: 1 node(s) had untolerated taint, 1 node(s) were not ready, \
                 1 node(s) were unschedulable, 2 Insufficient cpu.";
     let ok = wait_until(Duration::from_secs(20), || {
-        c.events("huge")
+        c.events("default", "huge")
             .iter()
             .any(|e| e.0 == "Warning" && e.1 == "FailedScheduling" && e.2 == want)
     });
-    assert!(ok, "events: {:?}\nlog:\n{}", c.events("huge"), s.log());
+    assert!(
+        ok,
+        "events: {:?}\nlog:\n{}",
+        c.events("default", "huge"),
+        s.log()
+    );
     let ok = wait_until(Duration::from_secs(10), || {
         let p = c.get(&["pod", "huge"]);
         p["status"]["conditions"].as_array().is_some_and(|cs| {
@@ -263,18 +181,18 @@ fn pods_land_where_resources_selectors_ports_and_taints_allow() {
     assert!(described.contains("FailedScheduling"), "{described}");
 
     // A node with room appears: the pod is placed without waiting out its backoff.
-    c.apply(&[node("n6", "16", json!({}), true)]);
+    c.create(&[node("n6", "16", json!({}), true)]);
     assert_eq!(c.wait_bound("huge", &s.log()), "n6");
     // Uncordoning brings n4 back as a candidate.
     c.kubectl(&["uncordon", "n4"], None);
-    c.apply(&[pod(
+    c.create(&[pod(
         "pinned",
         "100m",
         json!({"nodeSelector": {"kubernetes.io/hostname": "n4"}}),
     )]);
     assert_eq!(c.wait_bound("pinned", &s.log()), "n4");
     // Pods for another scheduler are left alone.
-    c.apply(&[pod(
+    c.create(&[pod(
         "other",
         "100m",
         json!({"schedulerName": "someone-else"}),
@@ -285,14 +203,14 @@ fn pods_land_where_resources_selectors_ports_and_taints_allow() {
 
 #[test]
 fn a_replication_controllers_pods_spread_across_nodes() {
-    let c = Cluster::start();
-    let s = SchedulerProc::start(&c.server, "scheduler", &["--leader-elect=false"]);
-    c.apply(&[
+    let c = start_cluster();
+    let s = start_scheduler(&c.server, "scheduler", &["--leader-elect=false"]);
+    c.create(&[
         node("a", "4", json!({}), true),
         node("b", "4", json!({}), true),
         node("c", "4", json!({}), true),
     ]);
-    c.apply(&[json!({
+    c.create(&[json!({
         "apiVersion": "v1", "kind": "ReplicationController",
         "metadata": {"name": "web", "namespace": "default"},
         "spec": {"replicas": 6, "selector": {"app": "web"},
@@ -309,7 +227,7 @@ fn a_replication_controllers_pods_spread_across_nodes() {
             )
         })
         .collect();
-    c.apply(&pods);
+    c.create(&pods);
     let mut per_node = std::collections::BTreeMap::<String, usize>::new();
     for i in 0..6 {
         *per_node
@@ -357,21 +275,21 @@ fn build_example(name: &str) -> PathBuf {
 /// the large zone's two roomy nodes; with the zone-spread Wasm policy added at weight 10, the
 /// second pod goes to the other zone.
 fn zones_used(policy: Option<&Path>) -> std::collections::BTreeSet<String> {
-    let c = Cluster::start();
+    let c = start_cluster();
     let mut args = vec!["--leader-elect=false", "--seed", "3"];
     let policy_arg;
     if let Some(p) = policy {
         policy_arg = p.display().to_string();
         args.extend(["--policy-config-file", &policy_arg]);
     }
-    let s = SchedulerProc::start(&c.server, "scheduler", &args);
+    let s = start_scheduler(&c.server, "scheduler", &args);
     let zone = |z: &str| json!({"topology.kubernetes.io/zone": z});
-    c.apply(&[
+    c.create(&[
         node("a1", "8", zone("a"), true),
         node("a2", "8", zone("a"), true),
         node("b1", "1", zone("b"), true),
     ]);
-    c.apply(&[json!({
+    c.create(&[json!({
         "apiVersion": "v1", "kind": "ReplicationController",
         "metadata": {"name": "web", "namespace": "default"},
         "spec": {"replicas": 2, "selector": {"app": "web"},
@@ -380,7 +298,7 @@ fn zones_used(policy: Option<&Path>) -> std::collections::BTreeSet<String> {
     })]);
     let mut zones = std::collections::BTreeSet::new();
     for i in 0..2 {
-        c.apply(&[pod(
+        c.create(&[pod(
             &format!("web-{i}"),
             "500m",
             json!({"labels": {"app": "web"}}),
@@ -471,7 +389,7 @@ fn lease_holder(c: &Cluster) -> Option<String> {
 }
 
 fn bound_by(c: &Cluster, pod: &str) -> String {
-    let events = c.events(pod);
+    let events = c.events("default", pod);
     events
         .iter()
         .find(|e| e.1 == "Scheduled")
@@ -481,8 +399,8 @@ fn bound_by(c: &Cluster, pod: &str) -> String {
 
 #[test]
 fn only_the_leader_binds_and_a_standby_takes_over() {
-    let c = Cluster::start();
-    c.apply(&[node("n", "64", json!({}), true)]);
+    let c = start_cluster();
+    c.create(&[node("n", "64", json!({}), true)]);
     // Short enough for a quick test, long enough that a busy machine does not make the
     // leader miss its renewals.
     let fast = [
@@ -490,7 +408,7 @@ fn only_the_leader_binds_and_a_standby_takes_over() {
         "--leader-elect-renew-deadline=4s",
         "--leader-elect-retry-period=500ms",
     ];
-    let mut first = SchedulerProc::start(&c.server, "first", &fast);
+    let mut first = start_scheduler(&c.server, "first", &fast);
     let mut leader = None;
     assert!(
         wait_until(Duration::from_secs(20), || {
@@ -501,15 +419,15 @@ fn only_the_leader_binds_and_a_standby_takes_over() {
         first.log()
     );
     let leader = leader.unwrap();
-    let second = SchedulerProc::start(&c.server, "second", &fast);
+    let second = start_scheduler(&c.server, "second", &fast);
     std::thread::sleep(Duration::from_secs(2));
     for i in 0..4 {
-        c.apply(&[pod(&format!("p{i}"), "100m", json!({}))]);
+        c.create(&[pod(&format!("p{i}"), "100m", json!({}))]);
     }
     for i in 0..4 {
         c.wait_bound(&format!("p{i}"), &first.log());
         let ok = wait_until(Duration::from_secs(10), || {
-            c.events(&format!("p{i}"))
+            c.events("default", &format!("p{i}"))
                 .iter()
                 .any(|e| e.1 == "Scheduled")
         });
@@ -534,15 +452,17 @@ fn only_the_leader_binds_and_a_standby_takes_over() {
         second.log()
     );
     let next = next.unwrap();
-    c.apply(&[pod("after", "100m", json!({}))]);
+    c.create(&[pod("after", "100m", json!({}))]);
     c.wait_bound("after", &second.log());
     assert!(wait_until(Duration::from_secs(10), || {
-        c.events("after").iter().any(|e| e.1 == "Scheduled")
+        c.events("default", "after")
+            .iter()
+            .any(|e| e.1 == "Scheduled")
     }));
     assert_eq!(bound_by(&c, "after"), next);
 
     // A leader that dies without releasing is replaced once its lease runs out.
-    let third = SchedulerProc::start(&c.server, "third", &fast);
+    let third = start_scheduler(&c.server, "third", &fast);
     std::thread::sleep(Duration::from_secs(1));
     drop(second);
     let mut last = None;
@@ -554,6 +474,6 @@ fn only_the_leader_binds_and_a_standby_takes_over() {
         "no takeover after the leader died; log:\n{}",
         third.log()
     );
-    c.apply(&[pod("last", "100m", json!({}))]);
+    c.create(&[pod("last", "100m", json!({}))]);
     c.wait_bound("last", &third.log());
 }

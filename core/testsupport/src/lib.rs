@@ -310,3 +310,138 @@ pub fn repo_root() -> PathBuf {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
 }
+
+/// A `keelson <daemon>` process pointed at an API server's kubeconfig, killed on drop; its
+/// log is in the API server's data dir as `<name>.log`.
+pub struct DaemonProc {
+    pub proc: ChildGuard,
+    pub log: PathBuf,
+}
+
+impl DaemonProc {
+    /// Starts `keelson <subcommand> --kubeconfig <server's> <args>`.
+    pub fn start(
+        bin: &Path,
+        server: &ApiServerProc,
+        subcommand: &str,
+        name: &str,
+        args: &[&str],
+    ) -> DaemonProc {
+        let log = server.data_dir.path().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("daemon log file");
+        let mut cmd = Command::new(bin);
+        cmd.arg(subcommand)
+            .arg("--kubeconfig")
+            .arg(&server.kubeconfig)
+            .args(args)
+            .env("KEELSON_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file);
+        DaemonProc {
+            proc: ChildGuard::spawn(name, &mut cmd).expect("start keelson daemon"),
+            log,
+        }
+    }
+
+    /// What the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait: a clean stop (leases released).
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.proc.pid().to_string())
+            .status();
+        let _ = self.proc.child.wait();
+    }
+}
+
+/// An API server and the newest kubectl, with the calls tests make most.
+pub struct Cluster {
+    pub server: ApiServerProc,
+    pub kubectl: PathBuf,
+}
+
+impl Cluster {
+    /// Starts `keelson apiserver` on the embedded store.
+    pub fn start(bin: &Path) -> Cluster {
+        Cluster {
+            server: ApiServerProc::start(bin, Backend::Sqlite),
+            kubectl: kubectl_binaries().pop().expect("a kubectl binary"),
+        }
+    }
+
+    /// Runs kubectl; the output, whether it succeeded or not.
+    pub fn try_kubectl(&self, args: &[&str], stdin: Option<&str>) -> KubectlOutput {
+        kubectl(&self.kubectl, &self.server.kubeconfig, args, stdin)
+    }
+
+    /// Runs kubectl and panics with its output if it fails.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.try_kubectl(args, stdin);
+        assert!(
+            out.ok,
+            "kubectl {} failed:\n{}\n{}",
+            args.join(" "),
+            out.stdout,
+            out.stderr
+        );
+        out.stdout
+    }
+
+    /// `kubectl create -f -` of `objects`.
+    pub fn create(&self, objects: &[serde_json::Value]) {
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+        self.kubectl(&["create", "-f", "-"], Some(&list.to_string()));
+    }
+
+    /// `kubectl get ARGS -o json`, parsed.
+    pub fn get(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["get"];
+        a.extend_from_slice(args);
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.kubectl(&a, None)).expect("kubectl printed JSON")
+    }
+
+    /// Like [`Cluster::get`], `None` when kubectl fails (such as NotFound).
+    pub fn try_get(&self, args: &[&str]) -> Option<serde_json::Value> {
+        let mut a = vec!["get"];
+        a.extend_from_slice(args);
+        a.extend(["-o", "json"]);
+        let out = self.try_kubectl(&a, None);
+        if !out.ok {
+            return None;
+        }
+        serde_json::from_str(&out.stdout).ok()
+    }
+
+    /// The events in `namespace` about the object named `name`, as
+    /// (type, reason, message, count, reportingInstance).
+    pub fn events(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Vec<(String, String, String, i64, String)> {
+        let list = self.get(&["events", "-n", namespace]);
+        list["items"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| e["involvedObject"]["name"] == name)
+            .map(|e| {
+                let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                (
+                    s("type"),
+                    s("reason"),
+                    s("message"),
+                    e["count"].as_i64().unwrap_or(0),
+                    s("reportingInstance"),
+                )
+            })
+            .collect()
+    }
+}

@@ -750,10 +750,18 @@ impl ApiServer {
             let status = crate::status::success_status(info.group, info.plural, &name, uid);
             return Ok(crate::response::json(200, &status));
         }
-        self.render_one(call, 200, &out)
+        // Kubernetes answers 202 to an object kept after `orphanDependents: false` (and only
+        // then, for the sake of old clients).
+        let code = if !gone && opts.get("orphanDependents") == Some(&Value::Bool(false)) {
+            202
+        } else {
+            200
+        };
+        self.render_one(call, code, &out)
     }
 
-    /// Deletes one object, honouring preconditions, grace periods and finalizers. Returns the
+    /// Deletes one object, honouring preconditions, grace periods, finalizers and the
+    /// propagation policy (whose garbage-collection finalizer may keep the object). Returns the
     /// object and whether it is gone from the store.
     pub(crate) async fn delete_object(
         &self,
@@ -764,6 +772,7 @@ impl ApiServer {
         let info = call.info;
         let ns = call.namespace().map(str::to_string);
         let key = object_key(info, ns.as_deref(), name);
+        let propagation = super::propagation::requested(opts)?;
         for _ in 0..MAX_RETRIES {
             let Some(kv) = self.store.get(&key).await? else {
                 return Err(ApiError::not_found(info.group, info.plural, name));
@@ -817,6 +826,9 @@ impl ApiServer {
             let mut updated = obj.clone();
             let already = meta(&obj, "deletionTimestamp").is_some();
             let mut keep = false;
+            // A pod in its grace period that this delete does not shorten: Kubernetes leaves
+            // it as it is, finalizers included.
+            let mut grace_pending = false;
             if info.group.is_empty() && info.plural == "namespaces" {
                 let pending = obj
                     .pointer("/spec/finalizers")
@@ -852,26 +864,36 @@ impl ApiServer {
                 );
                 // Unscheduled or finished pods have nothing to stop: they go at once.
                 let grace = if !scheduled || terminal { 0 } else { grace };
+                let current_grace =
+                    meta(&obj, "deletionGracePeriodSeconds").and_then(Value::as_i64);
                 if grace == 0 && already {
                     // The final delete (the kubelet's, with grace 0) ends the grace period;
                     // only finalizers may hold the pod after this.
+                    grace_pending = current_grace == Some(0);
                     meta_mut(&mut updated).insert("deletionGracePeriodSeconds".into(), json!(0));
                     meta_mut(&mut updated).insert("deletionTimestamp".into(), json!(now_rfc3339()));
                 }
                 if grace > 0 {
                     keep = true;
-                    let current_grace =
-                        meta(&obj, "deletionGracePeriodSeconds").and_then(Value::as_i64);
                     // A second delete may only shorten the grace period.
                     if current_grace.is_none_or(|g| grace < g) {
                         meta_mut(&mut updated)
                             .insert("deletionTimestamp".into(), json!(rfc3339_in(grace)));
                         meta_mut(&mut updated)
                             .insert("deletionGracePeriodSeconds".into(), json!(grace));
+                    } else {
+                        grace_pending = true;
                     }
                 }
             }
-            let finalizers = meta(&obj, "finalizers")
+            // The garbage collector's finalizer for the propagation policy.
+            if !grace_pending
+                && let Some(f) =
+                    super::propagation::finalizers_after_delete(info, &updated, propagation)
+            {
+                meta_mut(&mut updated).insert("finalizers".into(), Value::Array(f));
+            }
+            let finalizers = meta(&updated, "finalizers")
                 .and_then(Value::as_array)
                 .is_some_and(|a| !a.is_empty());
             if finalizers {
@@ -1174,6 +1196,15 @@ fn delete_options(call: &Call) -> ApiResult<Value> {
     if let Some(p) = call.q("propagationPolicy") {
         opts["propagationPolicy"] = json!(p);
     }
+    if let Some(o) = call.q("orphanDependents") {
+        let o: bool = o
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid orphanDependents: {o}")))?;
+        opts["orphanDependents"] = json!(o);
+    }
+    // Refuse bad options before anything is deleted (a collection delete would otherwise
+    // find out at its first object).
+    super::propagation::requested(&opts)?;
     Ok(opts)
 }
 
