@@ -18,6 +18,7 @@ mod gc;
 mod ipam;
 mod namespace;
 mod nodelifecycle;
+mod podgc;
 mod quota;
 mod replication;
 mod serviceaccount;

@@ -35,6 +35,7 @@ pub const CONTROLLERS: &[&str] = &[
     "serviceaccount-token",
     "resourcequota",
     "nodeipam",
+    "podgc",
 ];
 
 /// How the controllers behave. [`Config::default`] gives Kubernetes' defaults.
@@ -60,6 +61,8 @@ pub struct Config {
     pub root_ca: Option<String>,
     /// Workers per controller for the busy ones (replication, endpoints): 5 as in Kubernetes.
     pub concurrent_syncs: usize,
+    /// Finished pods kept before the oldest are deleted (12,500; 0 keeps them all).
+    pub terminated_pod_gc_threshold: usize,
     /// Who this controller manager is, in events (`reportingInstance`).
     pub instance: String,
 }
@@ -77,6 +80,7 @@ impl Default for Config {
             service_account_private_key: None,
             root_ca: None,
             concurrent_syncs: 5,
+            terminated_pod_gc_threshold: 12_500,
             instance: keelson_client::leader::default_identity(),
         }
     }
@@ -238,6 +242,7 @@ fn build(ctx: &Arc<Context>) -> Result<Vec<Task>> {
         ("serviceaccount-token", crate::serviceaccount::start_tokens),
         ("resourcequota", crate::quota::start),
         ("nodeipam", crate::ipam::start),
+        ("podgc", crate::podgc::start),
     ];
     let mut tasks = Vec::new();
     for (name, start) in all {

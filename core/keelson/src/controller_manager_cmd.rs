@@ -22,7 +22,7 @@ pub struct ControllerManagerArgs {
     /// YAML config file (keys: kubeconfig, controllers, nodeMonitorGracePeriod,
     /// nodeMonitorPeriod, podEvictionTimeout, nodeEvictionRate, allocateNodeCIDRs,
     /// clusterCIDR, nodeCIDRMaskSize, serviceAccountPrivateKeyFile, rootCAFile,
-    /// concurrentSyncs, leaderElection).
+    /// concurrentSyncs, terminatedPodGCThreshold, leaderElection).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// The kubeconfig to reach the API server with (default: $KUBECONFIG, then
@@ -31,7 +31,7 @@ pub struct ControllerManagerArgs {
     pub kubeconfig: Option<PathBuf>,
     /// Controllers to run: `*` for all, `name` to add, `-name` to leave one out
     /// (replicationcontroller, garbagecollector, endpoint, nodelifecycle, namespace,
-    /// serviceaccount, serviceaccount-token, resourcequota, nodeipam).
+    /// serviceaccount, serviceaccount-token, resourcequota, nodeipam, podgc).
     #[arg(long, value_delimiter = ',')]
     pub controllers: Option<Vec<String>>,
     /// How long a node may go without a heartbeat before it is marked Unknown (40s).
@@ -65,6 +65,10 @@ pub struct ControllerManagerArgs {
     /// Workers for the replication and endpoints controllers (5).
     #[arg(long)]
     pub concurrent_syncs: Option<usize>,
+    /// Finished pods kept before the pod garbage collector deletes the oldest (12500; 0 keeps
+    /// them all).
+    #[arg(long)]
+    pub terminated_pod_gc_threshold: Option<usize>,
     #[command(flatten)]
     pub leader: LeaderElectionArgs,
 }
@@ -88,6 +92,8 @@ struct ControllerManagerFile {
     #[serde(rename = "rootCAFile")]
     root_ca_file: Option<PathBuf>,
     concurrent_syncs: Option<usize>,
+    #[serde(rename = "terminatedPodGCThreshold")]
+    terminated_pod_gc_threshold: Option<usize>,
     #[serde(default)]
     leader_election: LeaderElectionFile,
 }
@@ -178,6 +184,12 @@ impl ControllerManagerArgs {
                 bail!("concurrentSyncs must be at least 1");
             }
             config.concurrent_syncs = n;
+        }
+        if let Some(n) = self
+            .terminated_pod_gc_threshold
+            .or(file.terminated_pod_gc_threshold)
+        {
+            config.terminated_pod_gc_threshold = n;
         }
         // Beside a kubeconfig that `keelson apiserver` wrote sits its PKI.
         let pki = kubeconfig.parent().unwrap_or(Path::new(".")).join("pki");

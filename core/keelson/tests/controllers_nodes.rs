@@ -828,3 +828,74 @@ fn only_the_leader_acts_and_a_standby_takes_over() {
         switched.elapsed()
     );
 }
+
+/// A node that vanishes for good (its Node object deleted): the pods bound to it have no
+/// kubelet left to end them; the pod GC deletes them after the quarantine and their
+/// replication controller replaces them. Pods on other nodes are untouched.
+#[test]
+fn pods_bound_to_a_deleted_node_are_collected_and_replaced() {
+    let c = Cluster::start(&bin());
+    c.create(&[node("vm"), node("stay")]);
+    c.create(&[
+        bound_pod("kept", "stay", 30, json!({})),
+        json!({"apiVersion": "v1", "kind": "ReplicationController",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": 1, "selector": {"app": "web"}, "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"nodeName": "vm", "containers": [{"name": "c", "image": "busybox"}]}}}}),
+    ]);
+    let cm = start_cm(
+        &c,
+        "cm",
+        &[
+            "--leader-elect=false",
+            "--controllers=podgc,replicationcontroller",
+            "--node-monitor-grace-period=2s",
+        ],
+    );
+    let web_pods = || -> Vec<String> {
+        c.get(&["pods", "-l", "app=web"])["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut first = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            first = web_pods();
+            first.len() == 1
+        }),
+        "the RC made no pod; log:\n{}",
+        cm.log()
+    );
+    let deleted_at = Instant::now();
+    c.kubectl(&["delete", "node", "vm"], None);
+    let mut now = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            now = web_pods();
+            now.len() == 1 && now != first
+        }),
+        "pod {first:?} on the deleted node was not replaced (now {now:?}); log:\n{}",
+        cm.log()
+    );
+    // Not before the quarantine: a node that re-registers quickly keeps its pods.
+    assert!(
+        deleted_at.elapsed() >= Duration::from_secs(2),
+        "collected after {:?}, inside the 2 s quarantine",
+        deleted_at.elapsed()
+    );
+    assert!(
+        c.try_get(&["pod", "kept"]).is_some(),
+        "a pod on a live node was collected; log:\n{}",
+        cm.log()
+    );
+    assert!(
+        cm.log().contains("bound to a node that no longer exists"),
+        "{}",
+        cm.log()
+    );
+}
