@@ -79,4 +79,6 @@ install_apt
 install_kubectl
 install_rust
 install_python
+# Test images (busybox.tar, ...) built from the distro packages above.
+bash "$(dirname "${BASH_SOURCE[0]}")/build-images.sh"
 log "ok"

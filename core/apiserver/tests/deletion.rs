@@ -1,6 +1,7 @@
 //! Deletion propagation with real kubectl: `--cascade=orphan` and `--cascade=foreground` keep
 //! the object with the garbage collector's finalizer, the default (background) deletes it at
-//! once, and bad DeleteOptions are refused as Kubernetes refuses them.
+//! once, and bad DeleteOptions are refused as Kubernetes refuses them. Kinds the garbage
+//! collector does not follow are deleted at once whatever the policy.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -166,6 +167,83 @@ fn cascade_policies_with_kubectl() {
     assert!(
         obj.pointer("/metadata/deletionTimestamp").is_none(),
         "{obj}"
+    );
+}
+
+/// The collector follows only some kinds; a collector finalizer on any other would never be
+/// removed and the object would stay Terminating for ever (kubectl waiting with it).
+#[test]
+fn kinds_the_collector_does_not_follow_are_not_left_stuck() {
+    let server = Server::start();
+    let admin = Admin::new(&server);
+    admin.ok(&["create", "namespace", NS]);
+    admin.stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"{{"apiVersion": "v1", "kind": "PodTemplate",
+  "metadata": {{"name": "x", "namespace": "{NS}"}},
+  "template": {{"spec": {{"containers": [{{"name": "c", "image": "busybox"}}]}}}}}}"#
+        ),
+    );
+    for name in ["held", "stuck"] {
+        admin.stdin(
+            &["apply", "-f", "-"],
+            &format!(
+                r#"{{"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+  "metadata": {{"name": "{name}", "namespace": "{NS}"}},
+  "spec": {{"holderIdentity": "me"}}}}"#
+            ),
+        );
+    }
+
+    // kubectl waits for the object to go (its default --wait=true); the timeout turns a stuck
+    // object into a failure rather than a hang.
+    for (kind, name, cascade) in [
+        ("podtemplate", "x", "--cascade=foreground"),
+        ("lease", "held", "--cascade=orphan"),
+    ] {
+        let out = admin.run(&["delete", kind, name, "-n", NS, cascade, "--timeout=20s"]);
+        assert!(out.ok, "delete {kind} {name} {cascade}: {}", out.stderr);
+        let left = admin.run(&["get", kind, name, "-n", NS, "-o", "json"]);
+        assert!(
+            !left.ok,
+            "{kind} {name} still there after {cascade}: {}",
+            left.stdout
+        );
+    }
+
+    // A collector finalizer already there (as earlier versions left on such objects) is
+    // dropped by a delete, which lets a stuck object go; someone else's still holds it.
+    admin.ok(&[
+        "patch",
+        "lease",
+        "stuck",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        r#"{"metadata": {"finalizers": ["foregroundDeletion", "example.com/hold"]}}"#,
+    ]);
+    admin.ok(&["delete", "lease", "stuck", "-n", NS, "--wait=false"]);
+    let obj = admin.json(&["get", "lease", "stuck", "-n", NS]);
+    assert!(
+        obj.pointer("/metadata/deletionTimestamp").is_some(),
+        "{obj}"
+    );
+    assert_eq!(finalizers(&obj), ["example.com/hold"], "{obj}");
+    admin.ok(&[
+        "patch",
+        "lease",
+        "stuck",
+        "-n",
+        NS,
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/metadata/finalizers"}]"#,
+    ]);
+    assert!(
+        !admin.run(&["get", "lease", "stuck", "-n", NS]).ok,
+        "lease still there"
     );
 }
 

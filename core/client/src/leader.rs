@@ -145,7 +145,22 @@ impl Candidate {
         let mut leading = false;
         let mut last_renew = Instant::now();
         loop {
-            match self.try_acquire_or_renew().await {
+            // A request that never answers (a stalled API server, a half-open connection) must
+            // not keep a leader leading: each attempt gets at most what is left of the renew
+            // deadline, so the leader stands down before a standby may take the lease.
+            let budget = if leading {
+                self.config
+                    .renew_deadline
+                    .saturating_sub(last_renew.elapsed())
+                    .max(Duration::from_millis(50))
+            } else {
+                self.config.renew_deadline
+            };
+            let attempt = match tokio::time::timeout(budget, self.try_acquire_or_renew()).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {budget:?}")),
+            };
+            match attempt {
                 Ok(true) => {
                     last_renew = Instant::now();
                     if !leading {
@@ -163,7 +178,7 @@ impl Candidate {
                 }
                 Err(e) => {
                     tracing::warn!(lease = %self.config.name, error = %e, "lease update failed");
-                    if leading && last_renew.elapsed() > self.config.renew_deadline {
+                    if leading && last_renew.elapsed() >= self.config.renew_deadline {
                         leading = false;
                         tracing::warn!(lease = %self.config.name, "could not renew within the renew deadline; no longer leading");
                         let _ = tx.send(false);
@@ -182,8 +197,14 @@ impl Candidate {
         }
         if leading {
             let _ = tx.send(false);
-            if let Err(e) = self.release().await {
-                tracing::warn!(lease = %self.config.name, error = %e, "could not release the lease");
+            match tokio::time::timeout(self.config.renew_deadline, self.release()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(lease = %self.config.name, error = %e, "could not release the lease")
+                }
+                Err(_) => {
+                    tracing::warn!(lease = %self.config.name, "could not release the lease in time")
+                }
             }
         }
     }

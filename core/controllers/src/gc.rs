@@ -10,7 +10,11 @@
 //! finalizers.
 //!
 //! - A dependent whose owners are all gone is deleted (propagation `Background`); one that
-//!   still has a live owner only loses the references to the gone ones.
+//!   still has a live owner only loses the references to the gone ones. Before a deletion the
+//!   dependent is read live and its owners judged again if its references changed (the
+//!   cache may not show it re-pointed to a live owner yet), and it is deleted only as read
+//!   (uid and resourceVersion preconditions): if it changed meanwhile, it is checked again,
+//!   as Kubernetes' `attemptToDeleteItem` does.
 //! - An owner with `orphan`: its dependents lose their references to it, then the finalizer
 //!   is removed and the API server completes the deletion.
 //! - An owner with `foregroundDeletion`: its dependents are deleted; once none that block
@@ -391,61 +395,98 @@ impl Gc {
     }
 
     /// Checks a dependent's owners: deletes it when all are gone, drops the references to
-    /// the gone ones when some remain.
+    /// the gone ones when some remain. The cache is enough to decide that nothing is to be
+    /// done; a deletion is decided again on the dependent read live, and made with its uid
+    /// and resourceVersion as preconditions (a conflict: it changed, check it again).
     async fn check_dependent(&self, item: &Item) -> Result<Requeue> {
-        let Some(meta) = self.cached_meta(item.kind, &item.namespace, &item.name) else {
+        let Some(mut meta) = self.cached_meta(item.kind, &item.namespace, &item.name) else {
             return Ok(Requeue::No);
         };
-        if meta.deletion_timestamp.is_some() {
-            return Ok(Requeue::No);
-        }
-        let refs = meta.owner_references.clone().unwrap_or_default();
-        if refs.is_empty() {
-            return Ok(Requeue::No);
-        }
-        let mut solid = Vec::new();
-        let mut dangling = Vec::new();
-        let mut waiting = false;
-        for r in &refs {
-            match self.owner(&item.namespace, r).await? {
-                Owner::Unknown => return Ok(Requeue::No),
-                Owner::Absent => dangling.push(r),
-                Owner::Present(m) => {
-                    if m.deletion_timestamp.is_some() && has_finalizer(&m, FOREGROUND) {
-                        waiting = true;
-                    } else {
-                        solid.push(r);
+        let api = self.api(item.kind, &item.namespace);
+        // Whether `meta` was read live rather than from the cache.
+        let mut live = false;
+        loop {
+            if meta.deletion_timestamp.is_some() {
+                return Ok(Requeue::No);
+            }
+            let refs = meta.owner_references.clone().unwrap_or_default();
+            if refs.is_empty() {
+                return Ok(Requeue::No);
+            }
+            let mut solid = Vec::new();
+            let mut dangling = Vec::new();
+            let mut waiting = false;
+            for r in &refs {
+                match self.owner(&item.namespace, r).await? {
+                    Owner::Unknown => return Ok(Requeue::No),
+                    Owner::Absent => dangling.push(r),
+                    Owner::Present(m) => {
+                        if m.deletion_timestamp.is_some() && has_finalizer(&m, FOREGROUND) {
+                            waiting = true;
+                        } else {
+                            solid.push(r);
+                        }
                     }
                 }
             }
-        }
-        let api = self.api(item.kind, &item.namespace);
-        if !solid.is_empty() {
-            if dangling.is_empty() {
+            if !solid.is_empty() {
+                if dangling.is_empty() {
+                    return Ok(Requeue::No);
+                }
+                let keep: Vec<&OwnerReference> = refs
+                    .iter()
+                    .filter(|r| !dangling.iter().any(|d| d.uid == r.uid))
+                    .collect();
+                let patch = owner_refs_patch(meta.resource_version.as_deref(), &keep);
+                tracing::info!(object = %item, "removing references to owners that are gone");
+                return match api
+                    .patch(&item.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => Ok(Requeue::No),
+                    Err(e) if is_not_found(&e) => Ok(Requeue::No),
+                    Err(e) => Err(e.into()),
+                };
+            }
+            if waiting {
+                // The owner's foreground deletion deletes it.
                 return Ok(Requeue::No);
             }
-            let keep: Vec<&OwnerReference> = refs
-                .iter()
-                .filter(|r| !dangling.iter().any(|d| d.uid == r.uid))
-                .collect();
-            let patch = owner_refs_patch(meta.resource_version.as_deref(), &keep);
-            tracing::info!(object = %item, "removing references to owners that are gone");
-            return match api
-                .patch(&item.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => Ok(Requeue::No),
-                Err(e) if is_not_found(&e) => Ok(Requeue::No),
-                Err(e) => Err(e.into()),
-            };
+            if !live {
+                // The cache may be behind: the dependent may have been given a live owner a
+                // moment ago. Read it, and judge its owners again if its references changed.
+                let fresh = match api.get(&item.name).await {
+                    Ok(o) => o.metadata,
+                    Err(e) if is_not_found(&e) => return Ok(Requeue::No),
+                    Err(e) => return Err(e.into()),
+                };
+                if fresh.uid != meta.uid {
+                    // Another object of that name now: its own events bring it here.
+                    return Ok(Requeue::No);
+                }
+                let changed = fresh.owner_references != meta.owner_references
+                    || fresh.deletion_timestamp.is_some();
+                meta = fresh;
+                live = true;
+                if changed {
+                    continue;
+                }
+            }
+            tracing::info!(object = %item, "deleting object whose owners are all gone");
+            let deleted = delete_background(
+                &api,
+                &item.name,
+                meta.uid.clone(),
+                meta.resource_version.clone(),
+            )
+            .await?;
+            return Ok(if deleted {
+                Requeue::No
+            } else {
+                // It changed since it was read: look again.
+                Requeue::After(Duration::ZERO)
+            });
         }
-        if waiting {
-            // The owner's foreground deletion deletes it.
-            return Ok(Requeue::No);
-        }
-        tracing::info!(object = %item, "deleting object whose owners are all gone");
-        delete_background(&api, &item.name, meta.uid).await?;
-        Ok(Requeue::No)
     }
 
     /// Looks an owner up: the cache first for the cached kinds, then the API server.
@@ -602,7 +643,10 @@ impl Gc {
                 let name = dep.name.clone().unwrap_or_default();
                 let ns = dep.namespace.clone().unwrap_or_default();
                 tracing::info!(owner = %owner, dependent = %name, "deleting dependent in the foreground");
-                delete_background(&self.api(kind, &ns), &name, dep.uid).await?;
+                // A conflict (it changed: it may no longer be this owner's) is left to the
+                // next look, which the live list below or the recheck makes.
+                delete_background(&self.api(kind, &ns), &name, dep.uid, dep.resource_version)
+                    .await?;
             }
         }
         Ok(blocking)
@@ -676,24 +720,27 @@ impl Gc {
     }
 }
 
-/// Deletes `name` with propagation `Background`, only if it is still the object with `uid`.
+/// Deletes `name` with propagation `Background`, only if it is still the object with `uid`
+/// (and, when given, still at `resource_version`). True when it is deleted or gone; false
+/// when a precondition failed: another object of that name, or this one changed.
 async fn delete_background(
     api: &Api<DynamicObject>,
     name: &str,
     uid: Option<String>,
-) -> Result<()> {
+    resource_version: Option<String>,
+) -> Result<bool> {
     let dp = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
-        preconditions: uid.map(|uid| Preconditions {
-            uid: Some(uid),
-            resource_version: None,
+        preconditions: (uid.is_some() || resource_version.is_some()).then_some(Preconditions {
+            uid,
+            resource_version,
         }),
         ..DeleteParams::default()
     };
     match api.delete(name, &dp).await {
-        Ok(_) => Ok(()),
-        // Gone already, or another object of that name now: nothing to collect.
-        Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(true),
+        Err(e) if is_conflict(&e) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -701,7 +748,11 @@ async fn delete_background(
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use k8s_openapi::api::core::v1::Pod;
+    use keelson_client::Change;
+
     use super::*;
+    use crate::replication::fake_api;
 
     fn owner_ref(uid: &str, block: bool) -> OwnerReference {
         OwnerReference {
@@ -784,5 +835,113 @@ mod tests {
         assert!(references(&meta, "c").is_none());
         assert!(has_finalizer(&meta, ORPHAN));
         assert!(!has_finalizer(&meta, FOREGROUND));
+    }
+
+    /// Pod `p` in `default` with resourceVersion `rv`, owned by the RCs with `owners` uids.
+    fn dependent(rv: &str, owners: &[&str]) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some("p".into()),
+                namespace: Some("default".into()),
+                uid: Some("p-uid".into()),
+                resource_version: Some(rv.into()),
+                owner_references: Some(owners.iter().map(|u| owner_ref(u, true)).collect()),
+                ..ObjectMeta::default()
+            },
+            ..Pod::default()
+        }
+    }
+
+    const POD: &str = "/api/v1/namespaces/default/pods/p";
+
+    /// A collector over a fake API server where the RC `rc-live` exists, every other RC is
+    /// gone and pod `p` is `live`; its pod cache holds `cached`. `delete` answers the
+    /// deletion of `p`.
+    fn collector(cached: Pod, live: Pod, delete: (u16, Value)) -> (Gc, fake_api::Calls) {
+        let (client, calls) = fake_api::client(move |call| {
+            let rcs = "/api/v1/namespaces/default/replicationcontrollers/";
+            match (call.method.as_str(), call.path.as_str()) {
+                ("GET", POD) => (200, serde_json::to_value(&live).unwrap()),
+                ("DELETE", POD) => delete.clone(),
+                ("GET", path) if path == format!("{rcs}rc-live") => (
+                    200,
+                    json!({"apiVersion": "v1", "kind": "ReplicationController",
+                        "metadata": {"name": "rc-live", "namespace": "default", "uid": "live"}}),
+                ),
+                _ => fake_api::failure(404, "NotFound"),
+            }
+        });
+        let ctx = fake_api::context(client);
+        ctx.informers.pods.apply(Change::Applied(cached));
+        let gc = Gc {
+            ctx,
+            dependents: Queue::new(),
+            owners: Queue::new(),
+            owned: OwnerIndex::default(),
+            discovered: Mutex::new(HashMap::new()),
+        };
+        (gc, calls)
+    }
+
+    fn item() -> Item {
+        Item {
+            kind: Kind::Pod,
+            namespace: "default".into(),
+            name: "p".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dependent_just_given_a_live_owner_is_not_collected() {
+        // The cache still shows p owned by a gone RC only; it has just been re-pointed to a
+        // live one.
+        let (gc, calls) = collector(
+            dependent("5", &["gone"]),
+            dependent("6", &["live"]),
+            (200, json!({})),
+        );
+        assert!(matches!(
+            gc.check_dependent(&item()).await.unwrap(),
+            Requeue::No
+        ));
+        let calls = calls.lock().unwrap().clone();
+        assert!(calls.iter().any(|c| c.is("GET", POD)), "{calls:#?}");
+        assert!(
+            !calls.iter().any(|c| c.method == "DELETE"),
+            "a dependent with a live owner was deleted: {calls:#?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_orphaned_dependent_is_deleted_only_as_read() {
+        // Gone owner in the cache and live: deleted, with the uid and resourceVersion read.
+        let (gc, calls) = collector(
+            dependent("5", &["gone"]),
+            dependent("5", &["gone"]),
+            (200, json!({})),
+        );
+        assert!(matches!(
+            gc.check_dependent(&item()).await.unwrap(),
+            Requeue::No
+        ));
+        let calls = calls.lock().unwrap().clone();
+        let delete = calls.iter().find(|c| c.is("DELETE", POD)).unwrap();
+        assert_eq!(delete.body["preconditions"]["uid"], "p-uid", "{delete:?}");
+        assert_eq!(
+            delete.body["preconditions"]["resourceVersion"], "5",
+            "{delete:?}"
+        );
+        assert_eq!(delete.body["propagationPolicy"], "Background", "{delete:?}");
+
+        // Changed between the read and the delete: checked again at once.
+        let (gc, _) = collector(
+            dependent("5", &["gone"]),
+            dependent("5", &["gone"]),
+            fake_api::failure(409, "Conflict"),
+        );
+        assert!(matches!(
+            gc.check_dependent(&item()).await.unwrap(),
+            Requeue::After(d) if d.is_zero()
+        ));
     }
 }

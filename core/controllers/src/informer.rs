@@ -76,6 +76,14 @@ where
         }
     }
 
+    /// Drops every handler. Handlers may hold the context that holds this informer; the
+    /// manager clears them when it stops the controllers, so nothing keeps the caches alive.
+    pub fn clear_handlers(&self) {
+        if let Ok(mut h) = self.inner.handlers.lock() {
+            h.clear();
+        }
+    }
+
     /// Marks the informer as needed without a handler (a controller that only reads it).
     pub fn use_cache(&self) -> &Self {
         self.inner.used.store(true, Ordering::Relaxed);

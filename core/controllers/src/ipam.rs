@@ -6,7 +6,9 @@
 //! podCIDR the Nodes already carry as used, so a restarted controller manager never hands a
 //! subnet out twice. Then each Node without a podCIDR gets the next free subnet (searching
 //! on from the last one given, as Kubernetes' `CidrSet` does), written as `spec.podCIDR` and
-//! `spec.podCIDRs`; a deleted Node's subnet is free again. When none is free, the Node gets
+//! `spec.podCIDRs`; a deleted Node's subnet is free again. A write that fails without saying
+//! whether it was applied keeps the subnet reserved for the Node until a read of the Node
+//! tells (its podCIDR, whoever set it, is taken in; a Node gone frees it). When none is free, the Node gets
 //! Kubernetes' `CIDRNotAvailable` event and is tried again later, or as soon as a Node goes.
 //! A podCIDR outside the cluster CIDR is left alone (and logged).
 
@@ -171,9 +173,28 @@ async fn sync(
             Ok(Requeue::No)
         }
         Err(e) => {
-            // Someone else may have set one meanwhile: start from what the Node says.
-            lock()?.release(name);
-            Err(e.into())
+            // The patch may have been applied all the same (a timeout after the write), or
+            // someone else may have set a podCIDR meanwhile: the Node says which. Until it
+            // says it has none, the subnet stays the Node's, so no other Node can get it.
+            match api.get(name).await {
+                Ok(live) => {
+                    let cidrs = pod_cidrs(&live);
+                    if cidrs.is_empty() {
+                        // Not applied: the retry gives the Node the same subnet.
+                        return Err(e.into());
+                    }
+                    if let Err(why) = lock()?.occupy_node(name, &cidrs) {
+                        tracing::warn!(node = name, error = %why, "leaving the node's podCIDR alone");
+                    }
+                    Ok(Requeue::No)
+                }
+                Err(get) if is_not_found(&get) => {
+                    lock()?.release(name);
+                    Ok(Requeue::No)
+                }
+                // Still not known: keep the subnet reserved and try again.
+                Err(_) => Err(e.into()),
+            }
         }
     }
 }
@@ -303,7 +324,11 @@ impl Allocator {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use keelson_client::Change;
+    use serde_json::{Value, json};
+
     use super::*;
+    use crate::replication::fake_api;
 
     fn alloc(cidr: &str, mask: u8) -> Allocator {
         Allocator::new(cidr.parse().unwrap(), mask).unwrap()
@@ -361,5 +386,82 @@ mod tests {
         a.release("b");
         assert_eq!(a.allocate("e").unwrap().to_string(), "10.0.1.0/24");
         assert_eq!(a.allocate("f"), None);
+    }
+
+    /// Syncs node `n1` (cached without a podCIDR) against a fake API server where patching
+    /// it fails with `patch` and reading it answers `get`; returns the allocator after.
+    async fn sync_failing(patch: (u16, Value), get: (u16, Value)) -> (Result<Requeue>, Allocator) {
+        let (client, _) = fake_api::client(move |call| match call.method.as_str() {
+            "PATCH" => patch.clone(),
+            "GET" => get.clone(),
+            _ => (201, call.body.clone()),
+        });
+        let ctx = fake_api::context(client);
+        let mut n1 = Node::default();
+        n1.metadata.name = Some("n1".into());
+        ctx.informers.nodes.apply(Change::Applied(n1));
+        let allocator = Mutex::new(alloc("10.9.0.0/23", 24));
+        let recorder = ctx.recorder("cidrAllocator");
+        let r = sync(&ctx, &allocator, &Queue::new(), &recorder, "n1").await;
+        (r, allocator.into_inner().unwrap())
+    }
+
+    fn node_json(cidr: Option<&str>) -> (u16, Value) {
+        let mut n = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}});
+        if let Some(c) = cidr {
+            n["spec"] = json!({"podCIDR": c, "podCIDRs": [c]});
+        }
+        (200, n)
+    }
+
+    #[tokio::test]
+    async fn a_write_that_may_have_been_applied_keeps_its_subnet() {
+        // Timed out, but applied: the node has the subnet; no other node may get it.
+        let (r, mut a) = sync_failing(
+            fake_api::failure(504, "Timeout"),
+            node_json(Some("10.9.0.0/24")),
+        )
+        .await;
+        assert!(matches!(r, Ok(Requeue::No)), "{r:?}");
+        assert_eq!(a.allocate("n2").unwrap().to_string(), "10.9.1.0/24");
+        assert_eq!(a.allocate("n3"), None);
+
+        // Applied with another subnet (someone else set it): that one is taken instead.
+        let (r, mut a) = sync_failing(
+            fake_api::failure(504, "Timeout"),
+            node_json(Some("10.9.1.0/24")),
+        )
+        .await;
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(a.allocate("n2").unwrap().to_string(), "10.9.0.0/24");
+
+        // Not applied: an error to retry, the subnet still reserved for n1.
+        let (r, mut a) =
+            sync_failing(fake_api::failure(500, "InternalError"), node_json(None)).await;
+        assert!(r.is_err());
+        assert_eq!(a.allocate("n2").unwrap().to_string(), "10.9.1.0/24");
+        assert_eq!(a.allocate("n3"), None);
+        assert_eq!(a.allocate("n1").unwrap().to_string(), "10.9.0.0/24");
+
+        // Unknown (the read fails too): still reserved.
+        let (r, mut a) = sync_failing(
+            fake_api::failure(504, "Timeout"),
+            fake_api::failure(503, "ServiceUnavailable"),
+        )
+        .await;
+        assert!(r.is_err());
+        assert_eq!(a.allocate("n2").unwrap().to_string(), "10.9.1.0/24");
+        assert_eq!(a.allocate("n3"), None);
+
+        // The node is gone: its subnet is free.
+        let (r, mut a) = sync_failing(
+            fake_api::failure(504, "Timeout"),
+            fake_api::failure(404, "NotFound"),
+        )
+        .await;
+        assert!(matches!(r, Ok(Requeue::No)), "{r:?}");
+        assert!(!a.by_node.contains_key("n1"));
+        assert_eq!(a.allocate("n2").unwrap().to_string(), "10.9.1.0/24");
+        assert_eq!(a.allocate("n3").unwrap().to_string(), "10.9.0.0/24");
     }
 }

@@ -213,6 +213,21 @@ impl Informers {
         });
         (runs, synced)
     }
+
+    /// Drops every handler (see [`Informer::clear_handlers`]).
+    fn clear_handlers(&self) {
+        self.pods.clear_handlers();
+        self.nodes.clear_handlers();
+        self.services.clear_handlers();
+        self.endpoints.clear_handlers();
+        self.replication_controllers.clear_handlers();
+        self.namespaces.clear_handlers();
+        self.service_accounts.clear_handlers();
+        self.secrets.clear_handlers();
+        self.config_maps.clear_handlers();
+        self.resource_quotas.clear_handlers();
+        self.node_leases.clear_handlers();
+    }
 }
 
 /// What every controller gets: the client, the caches and the configuration.
@@ -283,16 +298,26 @@ pub async fn run(
         for w in watches {
             set.spawn(w);
         }
+        // Watches and workers run forever: one that ends has failed (it panicked), and the
+        // controllers must not go on leading with a part missing. Everything is stopped and
+        // started afresh.
         let started = async {
-            synced.await;
+            tokio::select! {
+                _ = synced => {}
+                Some(r) = set.join_next() => return task_ended(r),
+            }
             tracing::info!("caches synced");
             for w in workers {
                 set.spawn(w);
             }
-            futures::future::pending::<()>().await;
+            match set.join_next().await {
+                Some(r) => task_ended(r),
+                None => futures::future::pending::<bool>().await,
+            }
         };
+        let mut failed = false;
         tokio::select! {
-            _ = started => {}
+            f = started => failed = f,
             r = leading.wait_for(|l| !*l) => {
                 if r.is_ok() {
                     tracing::warn!("lost the leader lease: stopping controllers");
@@ -301,12 +326,29 @@ pub async fn run(
             _ = shutdown.wait_for(|s| *s) => {}
         }
         set.shutdown().await;
+        // Handlers may hold the context: without this the caches would outlive the lead.
+        ctx.informers.clear_handlers();
+        drop(ctx);
         if *shutdown.borrow() {
             break;
+        }
+        if failed {
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
     leadership.release().await;
     Ok(())
+}
+
+/// Logs why a controller task ended; always a failure (true).
+fn task_ended(r: std::result::Result<(), tokio::task::JoinError>) -> bool {
+    match r {
+        Err(e) if e.is_panic() => {
+            tracing::error!("a controller task panicked: restarting the controllers")
+        }
+        _ => tracing::error!("a controller task ended: restarting the controllers"),
+    }
+    true
 }
 
 #[cfg(test)]

@@ -109,6 +109,17 @@ impl NamespaceController {
             );
             return Ok(Requeue::After(RECHECK));
         }
+        // The lists above come from the API server's cache, which may not yet hold an object
+        // written just before the namespace was deleted. Nothing new can be created in a
+        // terminating namespace, so a consistent look that finds nothing means nothing is left.
+        if let Some(resource) = first_left(&self.ctx.client, &resources, name).await? {
+            tracing::debug!(
+                namespace = name,
+                resource = %resource,
+                "namespace content found by a consistent list; deleting it on the next pass"
+            );
+            return Ok(Requeue::After(RECHECK));
+        }
         self.finalize(name).await?;
         tracing::info!(namespace = name, "namespace emptied; finalizer removed");
         Ok(Requeue::No)
@@ -368,8 +379,8 @@ fn deletable(resource: ApiResource, caps: &ApiCapabilities) -> Option<Deletable>
 ///
 /// Objects are deleted one by one when the resource allows it, from lists the API server
 /// answers from its cache (`resourceVersion=0`): nothing new can appear in a terminating
-/// namespace, a stale list only means one more look, and a quorum list or a collection
-/// delete can stall behind the API server's cache.
+/// namespace, a stale list only means one more look (see [`first_left`]), and a quorum list
+/// or a collection delete can stall behind the API server's cache.
 async fn delete_all(client: &Client, r: &Deletable, namespace: &str) -> Result<Vec<DynamicObject>> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &r.resource);
     let cached = ListParams::default().match_any();
@@ -406,6 +417,27 @@ async fn delete_all(client: &Client, r: &Deletable, namespace: &str) -> Result<V
         }
     }
     Ok(api.list(&cached).await?.items)
+}
+
+/// The first of `resources` (as `<plural>.<group>`) that still has an object in `namespace`,
+/// judged from consistent reads: each list has no `resourceVersion` and a limit of one, which
+/// the API server answers from its store at the current revision.
+async fn first_left(
+    client: &Client,
+    resources: &[Deletable],
+    namespace: &str,
+) -> Result<Option<String>> {
+    let consistent = ListParams::default().limit(1);
+    for r in resources {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &r.resource);
+        match api.list(&consistent).await {
+            Ok(l) if l.items.is_empty() => {}
+            Ok(_) => return Ok(Some(format!("{}.{}", r.resource.plural, r.resource.group))),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -105,26 +105,35 @@ impl NodeState {
         }
     }
 
-    /// Takes in the heartbeats `node` and `lease` carry; a changed one resets the probe time.
+    /// Takes in the heartbeats `node` and `lease` carry; a new one resets the probe time. One
+    /// that disappears is no heartbeat and is not forgotten: a cache still showing the node as
+    /// it was before this controller's own write must not make that write look new.
     fn observe(&mut self, node: &Node, lease: Option<&Lease>, now: Instant) {
-        let heartbeat = ready_condition(node)
-            .and_then(|c| c.last_heartbeat_time.as_ref())
-            .map(|t| t.0);
-        if heartbeat != self.ready_heartbeat {
-            self.ready_heartbeat = heartbeat;
-            if heartbeat.is_some() {
-                self.probe = now;
-            }
+        if let Some(heartbeat) = ready_heartbeat(node)
+            && self.ready_heartbeat != Some(heartbeat)
+        {
+            self.ready_heartbeat = Some(heartbeat);
+            self.probe = now;
         }
         let renewal = lease
             .and_then(|l| l.spec.as_ref())
             .and_then(|s| s.renew_time.as_ref())
             .map(|t| t.0);
-        if renewal != self.lease_renewal {
-            self.lease_renewal = renewal;
-            if renewal.is_some() {
-                self.probe = now;
-            }
+        if let Some(renewal) = renewal
+            && self.lease_renewal != Some(renewal)
+        {
+            self.lease_renewal = Some(renewal);
+            self.probe = now;
+        }
+    }
+
+    /// Takes in the status this controller wrote: a Ready condition it added to a node that
+    /// never posted one carries the node's creation time as its heartbeat, which is no sign
+    /// of the kubelet. It becomes the heartbeat to compare with, the probe time unchanged, as
+    /// Kubernetes keeps the probe timestamp when it saves the status it wrote.
+    fn wrote(&mut self, node: &Node) {
+        if let Some(heartbeat) = ready_heartbeat(node) {
+            self.ready_heartbeat = Some(heartbeat);
         }
     }
 
@@ -137,6 +146,12 @@ impl NodeState {
             Health::Healthy
         }
     }
+}
+
+fn ready_heartbeat(node: &Node) -> Option<Timestamp> {
+    ready_condition(node)
+        .and_then(|c| c.last_heartbeat_time.as_ref())
+        .map(|t| t.0)
 }
 
 fn ready_condition(node: &Node) -> Option<&NodeCondition> {
@@ -351,6 +366,9 @@ impl Monitor {
                 Err(e) if is_conflict(&e) => return Ok(()),
                 Err(e) => return Err(e.into()),
             };
+            if let Some(state) = self.nodes.get_mut(name) {
+                state.wrote(&node);
+            }
             tracing::info!(node = %name, "node stopped posting status: conditions set to Unknown");
         }
         let current = node
@@ -392,14 +410,18 @@ impl Monitor {
                     "NodeNotReady",
                     &format!("Node {name} status is now: NodeNotReady"),
                 );
-                self.mark_pods_not_ready(name, wall).await;
             }
             (_, Some(_)) => {}
         }
+        // On every pass, not only when the node went bad: pods already marked are skipped, so
+        // this retries a write that failed and catches pods bound since, as Kubernetes retries
+        // `MarkPodsNotReady` and marks the pods it sees updated on a node that is not ready.
+        self.mark_pods_not_ready(name, wall).await;
         self.evict(name, &node, now, wall).await
     }
 
     /// Kubernetes' `MarkPodsNotReady`: the pods on a node that went away are not ready.
+    /// Failures are logged; the next pass tries again.
     async fn mark_pods_not_ready(&self, node: &str, wall: Timestamp) {
         for pod in self.pods_on(node) {
             let mut pod = (*pod).clone();
@@ -430,8 +452,13 @@ impl Monitor {
                     );
                 }
                 Err(e) if is_not_found(&e) => {}
+                // The cache was behind (often our own write of the last pass): looked at again
+                // on the next pass.
+                Err(e) if is_conflict(&e) => {
+                    tracing::debug!(pod = %format!("{ns}/{pod_name}"), "pod changed meanwhile; marking it not ready on the next pass");
+                }
                 Err(e) => {
-                    tracing::warn!(pod = %format!("{ns}/{pod_name}"), error = %e, "could not mark pod not ready");
+                    tracing::warn!(pod = %format!("{ns}/{pod_name}"), error = %e, "could not mark pod not ready; will retry");
                 }
             }
         }
@@ -628,6 +655,40 @@ mod tests {
             s.health(&n, t0 + Duration::from_secs(4), grace),
             Health::Unreachable
         );
+    }
+
+    #[test]
+    fn our_own_unknown_write_is_no_heartbeat() {
+        let grace = Duration::from_secs(3);
+        let t0 = Instant::now();
+        let at = |secs| t0 + Duration::from_secs(secs);
+        let mut s = NodeState::new(t0);
+        let never = node(None);
+        s.observe(&never, None, t0);
+        s.observe(&never, None, at(4));
+        assert_eq!(s.health(&never, at(4), grace), Health::Unreachable);
+        // The controller writes Ready=Unknown, with the creation time as the heartbeat.
+        let mut written = never.clone();
+        written.status.as_mut().unwrap().conditions = conditions_unknown(&never, ts(500));
+        s.wrote(&written);
+        // The cache shows the write at once, or first the node as it was: neither is the
+        // kubelet coming back.
+        for (pass, seen) in [&written, &never, &written, &written]
+            .into_iter()
+            .enumerate()
+        {
+            let now = at(5 + pass as u64);
+            s.observe(seen, None, now);
+            assert_eq!(
+                s.health(seen, now, grace),
+                Health::Unreachable,
+                "pass {pass}"
+            );
+        }
+        // The kubelet's first status is.
+        let back = node(Some(("True", 600)));
+        s.observe(&back, None, at(10));
+        assert_eq!(s.health(&back, at(10), grace), Health::Healthy);
     }
 
     #[test]

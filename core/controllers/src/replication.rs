@@ -6,7 +6,12 @@
 //! `spec.replicas`, and writes `status`. The watch cache lags behind the controller's own
 //! writes, so [`Expectations`] remember the pods created that the cache has not shown yet and
 //! the pods deleted that it still shows, and a reconcile right after another counts them
-//! instead of acting twice.
+//! instead of acting twice. A reconcile takes its snapshot of the pods and settles the
+//! expectations against that same snapshot, at once and under the lock the watch handler
+//! takes, so a pod its snapshot lacks is still expected however soon its watch event comes.
+//! An adoption or release that fails on a conflict (the pod changed since the cache showed
+//! it) fails the reconcile before any pod is created or deleted, and it is retried, as in
+//! Kubernetes' `ClaimPods`.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -56,11 +61,7 @@ pub(crate) fn start(ctx: &Arc<Context>) -> Result<Vec<Task>> {
     let rcs = ctx.informers.replication_controllers.clone();
     let exp = expectations.clone();
     ctx.informers.pods.on_change(move |old, new| {
-        if let Some(p) = new {
-            exp.observe(&p.metadata, false);
-        } else if let Some(p) = old {
-            exp.observe(&p.metadata, true);
-        }
+        exp.observe_change(old, new);
         let mut keys = BTreeSet::new();
         for pod in [old, new].into_iter().flatten() {
             keys.extend(rcs_for_pod(&rcs, pod));
@@ -346,12 +347,27 @@ pub(crate) struct Expectations {
     by_rc: Mutex<HashMap<String, Pending>>,
 }
 
-/// What the cache shows of one pod, for [`Expectations::settle`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Seen {
-    pub uid: String,
-    /// Being deleted or finished: a deletion has been observed.
-    pub inactive: bool,
+/// The pods one reconcile works from, and the expectations settled against them.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    /// The cached pods of the RC's namespace.
+    pub pods: Vec<Arc<Pod>>,
+    /// Creations the snapshot does not show yet.
+    pub pending_creates: usize,
+    /// Pods whose deletion the snapshot does not show yet (names).
+    pub pending_deletes: HashSet<String>,
+    /// When the oldest remaining expectation expires.
+    pub expiry: Option<Duration>,
+}
+
+impl Snapshot {
+    /// A snapshot with nothing pending.
+    fn of(pods: Vec<Arc<Pod>>) -> Snapshot {
+        Snapshot {
+            pods,
+            ..Snapshot::default()
+        }
+    }
 }
 
 impl Expectations {
@@ -415,37 +431,67 @@ impl Expectations {
         m.retain(|_, p| !p.creates.is_empty() || !p.deletes.is_empty());
     }
 
-    /// Settles `rc`'s expectations against the cache (`seen` looks a pod up by name) and
-    /// drops expired ones; returns the creations still pending (count), the pods whose
-    /// deletion is still pending (names) and when the oldest remaining entry expires.
-    pub(crate) fn settle(
+    /// Takes in a watch event on a pod (the handler's old and new object).
+    fn observe_change(&self, old: Option<&Arc<Pod>>, new: Option<&Arc<Pod>>) {
+        if let Some(p) = new {
+            self.observe(&p.metadata, false);
+        } else if let Some(p) = old {
+            self.observe(&p.metadata, true);
+        }
+    }
+
+    /// Takes the snapshot of the pods a reconcile of `rc` works from (`list`: the cached pods
+    /// of its namespace) and settles its expectations against that same snapshot, dropping
+    /// expired ones.
+    ///
+    /// `list` runs under the lock [`Expectations::observe`] takes. The informer updates its
+    /// cache before it calls the handlers, so the watch event of a pod the snapshot lacks is
+    /// observed only after the settling: a creation it has not shown is still counted as
+    /// pending, however soon the event comes (settled against a later look at the cache, an
+    /// event between the two would leave the pod in neither and it would be created again).
+    pub(crate) fn snapshot(
         &self,
         rc: &str,
         now: Instant,
-        seen: impl Fn(&str) -> Option<Seen>,
-    ) -> (usize, HashSet<String>, Option<Duration>) {
+        list: impl FnOnce() -> Vec<Arc<Pod>>,
+    ) -> Snapshot {
         let Ok(mut m) = self.by_rc.lock() else {
-            return (0, HashSet::new(), None);
+            return Snapshot::of(list());
         };
+        let pods = list();
         let Some(p) = m.get_mut(rc) else {
-            return (0, HashSet::new(), None);
+            return Snapshot::of(pods);
         };
+        let seen: HashMap<&str, &Arc<Pod>> = pods
+            .iter()
+            .map(|p| (p.metadata.name.as_deref().unwrap_or_default(), p))
+            .collect();
         let fresh = |t: &Instant| now.saturating_duration_since(*t) < EXPECTATION_TTL;
-        p.creates.retain(|name, t| fresh(t) && seen(name).is_none());
+        p.creates
+            .retain(|name, t| fresh(t) && !seen.contains_key(name.as_str()));
         p.deletes.retain(|name, (uid, t)| {
-            fresh(t) && seen(name).is_some_and(|s| !s.inactive && &s.uid == uid)
+            fresh(t)
+                && seen.get(name.as_str()).is_some_and(|s| {
+                    is_active(s) && s.metadata.uid.as_deref().unwrap_or_default() == uid
+                })
         });
-        let oldest = p
+        let expiry = p
             .creates
             .values()
             .chain(p.deletes.values().map(|(_, t)| t))
             .min()
             .map(|t| EXPECTATION_TTL.saturating_sub(now.saturating_duration_since(*t)));
-        let out = (p.creates.len(), p.deletes.keys().cloned().collect(), oldest);
+        let pending_creates = p.creates.len();
+        let pending_deletes = p.deletes.keys().cloned().collect();
         if p.creates.is_empty() && p.deletes.is_empty() {
             m.remove(rc);
         }
-        out
+        Snapshot {
+            pods,
+            pending_creates,
+            pending_deletes,
+            expiry,
+        }
     }
 
     /// Forgets everything about `rc` (it is gone).
@@ -501,16 +547,18 @@ impl Replication {
         };
         let pods_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), ns);
 
-        let active = self.claim(&rc, &uid, ns, &pods_api).await?;
+        // Everything below counts from this one snapshot (see `Expectations::snapshot`).
+        let cache = &self.ctx.informers.pods;
+        let Snapshot {
+            pods,
+            pending_creates,
+            pending_deletes,
+            expiry,
+        } = self
+            .expectations
+            .snapshot(key, Instant::now(), || cache.list_namespace(ns));
+        let active = self.claim(&rc, &uid, ns, pods, &pods_api).await?;
 
-        let pods = &self.ctx.informers.pods;
-        let (pending_creates, pending_deletes, expiry) =
-            self.expectations.settle(key, Instant::now(), |pod_name| {
-                pods.get(ns, pod_name).map(|p| Seen {
-                    uid: p.metadata.uid.clone().unwrap_or_default(),
-                    inactive: !is_active(&p),
-                })
-            });
         let manage = self
             .manage(
                 &rc,
@@ -530,21 +578,23 @@ impl Replication {
         Ok(next.map_or(Requeue::No, Requeue::After))
     }
 
-    /// Adopts the active orphans the selector matches and releases active owned pods it no
-    /// longer matches (finished or deleting pods are left as they are, as in Kubernetes);
-    /// returns the active pods this RC controls.
+    /// Adopts the active orphans among `pods` the selector matches and releases active owned
+    /// pods it no longer matches (finished or deleting pods are left as they are, as in
+    /// Kubernetes); returns the active pods this RC controls. A conflict on either (the pod
+    /// changed since the snapshot) is an error: counting without that pod could create or
+    /// delete one too many, so nothing is managed until a retry sees the pod as it is now.
     async fn claim(
         &self,
         rc: &ReplicationController,
         uid: &str,
         ns: &str,
+        pods: Vec<Arc<Pod>>,
         pods_api: &Api<Pod>,
     ) -> Result<Vec<Arc<Pod>>> {
         let mut owned = Vec::new();
         // Checked once, before the first adoption: the RC must still be this one and not
         // being deleted (the cache may be behind).
         let mut may_adopt: Option<bool> = None;
-        let pods = self.ctx.informers.pods.list_namespace(ns);
         for pod in pods.into_iter().filter(|p| is_active(p)) {
             let matches = selector_matches(rc, &pod.metadata);
             match controller_ref(&pod.metadata) {
@@ -593,8 +643,9 @@ impl Replication {
         }
     }
 
-    /// Adds this RC as the pod's controller; `None` when the pod changed or went meanwhile
-    /// (its next event brings the RC back here).
+    /// Adds this RC as the pod's controller (with the cached resourceVersion as a
+    /// precondition); `None` when the pod is gone. A conflict is an error (see
+    /// [`Replication::claim`]).
     async fn adopt(
         &self,
         rc: &ReplicationController,
@@ -616,12 +667,14 @@ impl Replication {
                 tracing::info!(rc = ?rc.metadata.name, pod = name, "adopted pod");
                 Ok(Some(p))
             }
-            Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(None),
+            Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Removes this RC's reference from a pod its selector no longer matches.
+    /// Removes this RC's reference from a pod its selector no longer matches (with the cached
+    /// resourceVersion as a precondition). A conflict is an error (see
+    /// [`Replication::claim`]).
     async fn release(&self, pod: &Pod, uid: &str, pods_api: &Api<Pod>) -> Result<()> {
         let refs: Vec<&OwnerReference> = pod
             .metadata
@@ -648,8 +701,7 @@ impl Replication {
                 tracing::info!(pod = name, "released pod");
                 Ok(())
             }
-            // Gone, or changed: its next event brings the RC back here.
-            Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -998,6 +1050,101 @@ fn normalized(s: &ReplicationControllerStatus) -> ReplicationControllerStatus {
     }
 }
 
+/// A kube client answered by a closure, and a context over it, for the tests of this crate's
+/// controllers that go through a reconcile (kept here: the crate root is not this module's).
+#[cfg(test)]
+pub(crate) mod fake_api {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::{Arc, Mutex};
+
+    use kube::Api;
+    use serde_json::{Value, json};
+
+    use crate::informer::Informer;
+    use crate::manager::{Config, Context, Informers};
+
+    /// One request the client made.
+    #[derive(Debug, Clone)]
+    pub(crate) struct Call {
+        pub method: String,
+        /// The path, without the query.
+        pub path: String,
+        /// The JSON body (`null` when there is none).
+        pub body: Value,
+    }
+
+    impl Call {
+        /// Whether this is `method` on `path`.
+        pub(crate) fn is(&self, method: &str, path: &str) -> bool {
+            self.method == method && self.path == path
+        }
+    }
+
+    /// Every request made so far, in order.
+    pub(crate) type Calls = Arc<Mutex<Vec<Call>>>;
+
+    /// A client whose every request `respond` answers with a status code and a JSON body.
+    pub(crate) fn client(
+        respond: impl Fn(&Call) -> (u16, Value) + Send + Sync + 'static,
+    ) -> (kube::Client, Calls) {
+        let calls: Calls = Arc::default();
+        let log = calls.clone();
+        let respond = Arc::new(respond);
+        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let (log, respond) = (log.clone(), respond.clone());
+            async move {
+                let (parts, body) = req.into_parts();
+                let bytes = body.collect_bytes().await?;
+                let call = Call {
+                    method: parts.method.to_string(),
+                    path: parts.uri.path().to_string(),
+                    body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                };
+                log.lock().unwrap().push(call.clone());
+                let (code, out) = respond(&call);
+                let response = http::Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(serde_json::to_vec(&out).unwrap()))
+                    .unwrap();
+                Ok::<_, kube::Error>(response)
+            }
+        });
+        (kube::Client::new(service, "default"), calls)
+    }
+
+    /// The API server's failure `Status` with `code`.
+    pub(crate) fn failure(code: u16, reason: &str) -> (u16, Value) {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": format!("fake {reason}"), "reason": reason,
+            "code": code});
+        (code, status)
+    }
+
+    /// A context over `client` with empty caches (fill them with `Informer::apply`).
+    pub(crate) fn context(client: kube::Client) -> Arc<Context> {
+        let c = || client.clone();
+        let informers = Informers {
+            pods: Informer::new(Api::all(c()), "pods"),
+            nodes: Informer::new(Api::all(c()), "nodes"),
+            services: Informer::new(Api::all(c()), "services"),
+            endpoints: Informer::new(Api::all(c()), "endpoints"),
+            replication_controllers: Informer::new(Api::all(c()), "replicationcontrollers"),
+            namespaces: Informer::new(Api::all(c()), "namespaces"),
+            service_accounts: Informer::new(Api::all(c()), "serviceaccounts"),
+            secrets: Informer::new(Api::all(c()), "secrets"),
+            config_maps: Informer::new(Api::all(c()), "configmaps"),
+            resource_quotas: Informer::new(Api::all(c()), "resourcequotas"),
+            node_leases: Informer::new(Api::namespaced(c(), "kube-node-lease"), "leases"),
+        };
+        Arc::new(Context {
+            client,
+            informers,
+            config: Arc::new(Config::default()),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -1005,6 +1152,8 @@ mod tests {
         ContainerStatus, PodCondition, PodSpec, PodStatus, PodTemplateSpec,
         ReplicationControllerSpec,
     };
+
+    use keelson_client::Change;
 
     use super::*;
 
@@ -1130,6 +1279,29 @@ mod tests {
         assert_eq!(log2_age(ago(-5), now), -1);
     }
 
+    /// Settles `default/rc` against a snapshot of `pods`: (pending creations, pending
+    /// deletions, expiry).
+    fn settle(
+        e: &Expectations,
+        now: Instant,
+        pods: &[Pod],
+    ) -> (usize, HashSet<String>, Option<Duration>) {
+        let s = e.snapshot("default/rc", now, || {
+            pods.iter().cloned().map(Arc::new).collect()
+        });
+        (s.pending_creates, s.pending_deletes, s.expiry)
+    }
+
+    /// The pod `name` with `uid`, being deleted when `deleting`.
+    fn cached(name: &str, uid: &str, deleting: bool) -> Pod {
+        let mut p = pod(name);
+        p.metadata.uid = Some(uid.into());
+        if deleting {
+            p.metadata.deletion_timestamp = Some(ts("2026-01-01T00:00:00Z"));
+        }
+        p
+    }
+
     #[test]
     fn expected_creations_count_until_seen_or_expired() {
         let e = Expectations::default();
@@ -1137,33 +1309,27 @@ mod tests {
         e.expect_create("default/rc", "rc-aaaaa", t0);
         e.expect_create("default/rc", "rc-bbbbb", t0);
         // The cache shows neither yet: both are pending.
-        let (creates, deletes, expiry) = e.settle("default/rc", t0, |_| None);
+        let (creates, deletes, expiry) = settle(&e, t0, &[]);
         assert_eq!(creates, 2);
         assert!(deletes.is_empty());
         assert_eq!(expiry, Some(EXPECTATION_TTL));
         // A watch event shows one; the cache shows the other at the next reconcile.
         let mut meta = pod("rc-aaaaa").metadata;
         e.observe(&meta, false);
-        let seen = |n: &str| {
-            (n == "rc-bbbbb").then(|| Seen {
-                uid: "u".into(),
-                inactive: false,
-            })
-        };
-        assert_eq!(e.settle("default/rc", t0, seen).0, 0);
+        assert_eq!(settle(&e, t0, &[cached("rc-bbbbb", "u", false)]).0, 0);
         // Another namespace's pod of the same name is not ours.
         e.expect_create("default/rc", "rc-ccccc", t0);
         meta.namespace = Some("other".into());
         meta.name = Some("rc-ccccc".into());
         e.observe(&meta, false);
-        assert_eq!(e.settle("default/rc", t0, |_| None).0, 1);
+        assert_eq!(settle(&e, t0, &[]).0, 1);
         // Never seen: forgotten after the TTL.
         let later = t0 + EXPECTATION_TTL + Duration::from_secs(1);
-        assert_eq!(e.settle("default/rc", later, |_| None).0, 0);
+        assert_eq!(settle(&e, later, &[]).0, 0);
         // A failed create is forgotten at once.
         e.expect_create("default/rc", "rc-ddddd", t0);
         e.creation_failed("default/rc", "rc-ddddd");
-        assert_eq!(e.settle("default/rc", t0, |_| None).0, 0);
+        assert_eq!(settle(&e, t0, &[]).0, 0);
     }
 
     #[test]
@@ -1171,39 +1337,24 @@ mod tests {
         let e = Expectations::default();
         let t0 = Instant::now();
         e.expect_delete("default/rc", "rc-aaaaa", "u1", t0);
-        let alive = |n: &str| {
-            (n == "rc-aaaaa").then(|| Seen {
-                uid: "u1".into(),
-                inactive: false,
-            })
-        };
-        let (_, deletes, _) = e.settle("default/rc", t0, alive);
+        let alive = [cached("rc-aaaaa", "u1", false)];
+        let (_, deletes, _) = settle(&e, t0, &alive);
         assert!(deletes.contains("rc-aaaaa"));
         // Still shown: still pending, so a second reconcile does not pick it again.
-        let (_, deletes, _) = e.settle("default/rc", t0, alive);
+        let (_, deletes, _) = settle(&e, t0, &alive);
         assert_eq!(deletes.len(), 1);
         // Shown with a deletionTimestamp: observed.
-        let (_, deletes, _) = e.settle("default/rc", t0, |_| {
-            Some(Seen {
-                uid: "u1".into(),
-                inactive: true,
-            })
-        });
+        let (_, deletes, _) = settle(&e, t0, &[cached("rc-aaaaa", "u1", true)]);
         assert!(deletes.is_empty());
         // Deleted from the cache (watch event): observed.
         e.expect_delete("default/rc", "rc-aaaaa", "u1", t0);
         let mut meta = pod("rc-aaaaa").metadata;
         meta.uid = Some("u1".into());
         e.observe(&meta, true);
-        assert!(e.settle("default/rc", t0, alive).1.is_empty());
+        assert!(settle(&e, t0, &alive).1.is_empty());
         // A new pod of the same name (another uid) is not the one deleted.
         e.expect_delete("default/rc", "rc-aaaaa", "u1", t0);
-        let (_, deletes, _) = e.settle("default/rc", t0, |_| {
-            Some(Seen {
-                uid: "u2".into(),
-                inactive: false,
-            })
-        });
+        let (_, deletes, _) = settle(&e, t0, &[cached("rc-aaaaa", "u2", false)]);
         assert!(deletes.is_empty());
     }
 
@@ -1324,6 +1475,191 @@ mod tests {
         assert!(
             next > Duration::from_secs(8) && next <= Duration::from_secs(11),
             "{next:?}"
+        );
+    }
+
+    /// A pod of the `web` RC of [`rc`] (labels matching, controlled by it), or an orphan.
+    fn web_pod(name: &str, owned: bool) -> Pod {
+        let mut p = pod(name);
+        p.metadata.labels = Some([("name".to_string(), "web".to_string())].into());
+        p.metadata.resource_version = Some("5".into());
+        if owned {
+            p.metadata.owner_references = Some(vec![owner_ref(&rc(1))]);
+        }
+        p
+    }
+
+    /// A replication controller over the fake API `respond` answers first (`None`: the
+    /// usual answers: the RC for GETs and status, the body back for writes); its caches
+    /// hold `web` (with `replicas`) and `pods`.
+    fn replication(
+        replicas: i32,
+        pods: &[Pod],
+        respond: impl Fn(&fake_api::Call) -> Option<(u16, serde_json::Value)> + Send + Sync + 'static,
+    ) -> (Replication, fake_api::Calls) {
+        let web = rc(replicas);
+        let body = serde_json::to_value(&web).unwrap();
+        let (client, calls) = fake_api::client(move |call| {
+            if let Some(r) = respond(call) {
+                return r;
+            }
+            match call.method.as_str() {
+                "GET" => (200, body.clone()),
+                _ if call.path.ends_with("/status") => (200, body.clone()),
+                "POST" => (201, call.body.clone()),
+                _ => (200, call.body.clone()),
+            }
+        });
+        let ctx = fake_api::context(client);
+        let expectations = Arc::new(Expectations::default());
+        let exp = expectations.clone();
+        ctx.informers
+            .pods
+            .on_change(move |old, new| exp.observe_change(old, new));
+        ctx.informers
+            .replication_controllers
+            .apply(Change::Applied(web));
+        for p in pods {
+            ctx.informers.pods.apply(Change::Applied(p.clone()));
+        }
+        let recorder = ctx.recorder("replication-controller");
+        let r = Replication {
+            ctx,
+            recorder,
+            expectations,
+        };
+        (r, calls)
+    }
+
+    const PODS: &str = "/api/v1/namespaces/default/pods";
+
+    #[tokio::test]
+    async fn a_creation_shown_after_the_snapshot_is_not_made_again() {
+        // Reconcile #1 of `web` (two replicas) created web-x; the cache has not shown it.
+        // Reconcile #2 takes its snapshot (an orphan to adopt, no web-x), and while it adopts,
+        // web-x's watch event arrives. It must still count web-x: one more pod, not two.
+        let pods_cache: Arc<Mutex<Option<Informer<Pod>>>> = Arc::default();
+        let cache = pods_cache.clone();
+        let (r, calls_log) = replication(2, &[web_pod("orphan", false)], move |call| {
+            if call.is("PATCH", &format!("{PODS}/orphan")) {
+                let inf = cache.lock().unwrap().clone().unwrap();
+                inf.apply(Change::Applied(web_pod("web-x", true)));
+                let adopted = web_pod("orphan", true);
+                return Some((200, serde_json::to_value(adopted).unwrap()));
+            }
+            None
+        });
+        *pods_cache.lock().unwrap() = Some(r.ctx.informers.pods.clone());
+        r.expectations
+            .expect_create("default/web", "web-x", Instant::now());
+
+        r.reconcile("default/web").await.unwrap();
+        let calls = calls_log.lock().unwrap().clone();
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.is("PATCH", &format!("{PODS}/orphan"))),
+            "the orphan was not adopted: {calls:#?}"
+        );
+        assert!(
+            !calls.iter().any(|c| c.is("POST", PODS)),
+            "a pod was created again: {calls:#?}"
+        );
+        // The next reconcile sees both in the cache: still nothing to create.
+        let mut adopted = web_pod("orphan", true);
+        adopted.metadata.resource_version = Some("6".into());
+        r.ctx.informers.pods.apply(Change::Applied(adopted));
+        r.reconcile("default/web").await.unwrap();
+        let calls = calls_log.lock().unwrap().clone();
+        assert!(
+            !calls.iter().any(|c| c.is("POST", PODS)),
+            "a pod was created: {calls:#?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deletion_shown_after_the_snapshot_is_not_made_again() {
+        // The symmetric case: reconcile #1 of `web` (three replicas) deleted web-c of four;
+        // reconcile #2's snapshot still shows it, and its deletion event arrives while #2
+        // adopts an orphan. #2 must still count web-c as going: nothing more to delete.
+        let pods_cache: Arc<Mutex<Option<Informer<Pod>>>> = Arc::default();
+        let cache = pods_cache.clone();
+        let pods = [
+            web_pod("web-a", true),
+            web_pod("web-b", true),
+            web_pod("web-c", true),
+            web_pod("orphan", false),
+        ];
+        let (r, calls) = replication(3, &pods, move |call| {
+            if call.is("PATCH", &format!("{PODS}/orphan")) {
+                let inf = cache.lock().unwrap().clone().unwrap();
+                inf.apply(Change::Deleted(keelson_client::ObjectKey {
+                    namespace: "default".into(),
+                    name: "web-c".into(),
+                }));
+                return Some((200, serde_json::to_value(web_pod("orphan", true)).unwrap()));
+            }
+            None
+        });
+        *pods_cache.lock().unwrap() = Some(r.ctx.informers.pods.clone());
+        r.expectations
+            .expect_delete("default/web", "web-c", "uid-web-c", Instant::now());
+
+        r.reconcile("default/web").await.unwrap();
+        let calls = calls.lock().unwrap().clone();
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.is("PATCH", &format!("{PODS}/orphan"))),
+            "the orphan was not adopted: {calls:#?}"
+        );
+        assert!(
+            !calls.iter().any(|c| c.method == "DELETE"),
+            "a pod was deleted again: {calls:#?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_conflict_on_adoption_or_release_fails_before_managing() {
+        // An orphan whose adoption conflicts (it changed since the cache showed it) must not
+        // be counted out: nothing is created, and the reconcile fails to be retried.
+        let (r, calls) = replication(1, &[web_pod("orphan", false)], |call| {
+            (call.method == "PATCH" && call.path.starts_with(PODS))
+                .then(|| fake_api::failure(409, "Conflict"))
+        });
+        let e = r.reconcile("default/web").await;
+        assert!(e.is_err(), "a conflicting adoption was ignored");
+        let calls = calls.lock().unwrap().clone();
+        assert!(
+            !calls.iter().any(|c| c.is("POST", PODS)),
+            "a replacement was created: {calls:#?}"
+        );
+
+        // Likewise an owned pod the selector no longer matches whose release conflicts.
+        let mut strayed = web_pod("strayed", true);
+        strayed.metadata.labels = Some([("name".to_string(), "db".to_string())].into());
+        let (r, calls) = replication(2, &[web_pod("kept", true), strayed], |call| {
+            (call.method == "PATCH" && call.path.starts_with(PODS))
+                .then(|| fake_api::failure(409, "Conflict"))
+        });
+        assert!(r.reconcile("default/web").await.is_err());
+        let calls = calls.lock().unwrap().clone();
+        assert!(
+            !calls.iter().any(|c| c.is("POST", PODS)),
+            "a replacement was created: {calls:#?}"
+        );
+
+        // A pod gone meanwhile is simply not counted: its replacement is created.
+        let (r, calls) = replication(1, &[web_pod("orphan", false)], |call| {
+            (call.method == "PATCH" && call.path.starts_with(PODS))
+                .then(|| fake_api::failure(404, "NotFound"))
+        });
+        r.reconcile("default/web").await.unwrap();
+        let calls = calls.lock().unwrap().clone();
+        assert_eq!(
+            calls.iter().filter(|c| c.is("POST", PODS)).count(),
+            1,
+            "{calls:#?}"
         );
     }
 }

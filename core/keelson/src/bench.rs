@@ -102,10 +102,11 @@ fn pod_json(name: &str) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-struct Latencies(Vec<Duration>);
+pub(crate) struct Latencies(pub(crate) Vec<Duration>);
 
 impl Latencies {
-    fn pct(&mut self, p: f64) -> Duration {
+    /// The `p` quantile (0.0 to 1.0), nearest rank; zero when there are no samples.
+    pub(crate) fn pct(&mut self, p: f64) -> Duration {
         if self.0.is_empty() {
             return Duration::ZERO;
         }
@@ -115,7 +116,7 @@ impl Latencies {
     }
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 

@@ -46,17 +46,59 @@ async fn create_all<K>(api: &Api<K>, objects: Vec<K>) -> anyhow::Result<Duration
 where
     K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
+    create_concurrently(api, objects, CLIENTS).await
+}
+
+/// Creates `objects` with at most `clients` requests in flight; returns how long it took.
+pub(crate) async fn create_concurrently<K>(
+    api: &Api<K>,
+    objects: Vec<K>,
+    clients: usize,
+) -> anyhow::Result<Duration>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let t = Instant::now();
     futures::stream::iter(objects)
         .map(|o| {
             let api = api.clone();
             async move { api.create(&PostParams::default(), &o).await }
         })
-        .buffer_unordered(CLIENTS)
+        .buffer_unordered(clients.max(1))
         .try_collect::<Vec<_>>()
         .await
         .context("create objects")?;
     Ok(t.elapsed())
+}
+
+/// An API server on the embedded SQLite store in a temporary directory, on a free port,
+/// and a client for it. The directory goes when the returned guard is dropped.
+pub(crate) async fn embedded_apiserver() -> anyhow::Result<(
+    tempfile::TempDir,
+    keelson_apiserver::RunningServer,
+    kube::Client,
+)> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = keelson_apiserver::Config::new(dir.path().to_path_buf());
+    cfg.bind_address = "127.0.0.1".parse()?;
+    cfg.secure_port = 0;
+    let server = keelson_apiserver::start(cfg)
+        .await
+        .context("start the API server")?;
+    let client = keelson_client::connect(&server.kubeconfig, "keelson-bench").await?;
+    Ok((dir, server, client))
+}
+
+/// Creates the namespace `name`.
+pub(crate) async fn create_namespace(client: &kube::Client, name: &str) -> anyhow::Result<()> {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": name}}))?,
+    )
+    .await
+    .with_context(|| format!("create namespace {name}"))?;
+    Ok(())
 }
 
 /// Runs the end-to-end scenario; prints its report.
@@ -70,27 +112,14 @@ pub fn run(nodes: usize, pods: usize) -> anyhow::Result<()> {
 
 async fn scenario(nodes: usize, pods: usize) -> anyhow::Result<()> {
     println!("end to end through the API server (embedded store), {nodes} nodes / {pods} pods");
-    let dir = tempfile::tempdir()?;
-    let mut cfg = keelson_apiserver::Config::new(dir.path().to_path_buf());
-    cfg.bind_address = "127.0.0.1".parse()?;
-    cfg.secure_port = 0;
-    let server = keelson_apiserver::start(cfg)
-        .await
-        .context("start the API server")?;
-    let client = keelson_client::connect(&server.kubeconfig, "keelson-bench").await?;
+    let (_dir, server, client) = embedded_apiserver().await?;
 
     let node_api: Api<Node> = Api::all(client.clone());
     let node_objs = (0..nodes).map(node).collect::<anyhow::Result<Vec<_>>>()?;
     create_all(&node_api, node_objs).await?;
 
     // Baseline: the same pods, for a scheduler that does not exist, in another namespace.
-    let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    ns_api
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "baseline"}}))?,
-        )
-        .await?;
+    create_namespace(&client, "baseline").await?;
     let baseline_api: Api<Pod> = Api::namespaced(client.clone(), "baseline");
     let baseline_pods = (0..pods)
         .map(|i| pod(i, "nobody"))

@@ -1,11 +1,13 @@
 //! `keelson`: one binary for every Keelson daemon.
 
 mod bench;
+mod bench_controllers;
 mod bench_plugins;
 mod bench_scheduler;
 mod bench_scheduler_e2e;
 mod config;
 mod controller_manager_cmd;
+mod image_cmd;
 mod leader_args;
 mod plugin;
 mod plugin_check;
@@ -44,6 +46,9 @@ enum Command {
     /// Scaffold, build, inspect and check plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Import and list images in containerd.
+    #[command(subcommand)]
+    Image(image_cmd::ImageCommand),
     /// Benchmarks that print figures against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -72,6 +77,9 @@ struct ServerArgs {
 enum BenchCommand {
     /// API server creates, LIST and watch fan-out on SQLite and etcd, beside raw etcd.
     Api(bench::BenchApiArgs),
+    /// Replication controller pods/s and Endpoints latency, in process, beside direct
+    /// creates and the bench's own pod watch.
+    Controllers(bench_controllers::BenchControllersArgs),
     /// One filter + score pass over 5,000 nodes: built-in Rust, native library, Wasm
     /// component; and a component's load time with a cold and a warm cache.
     Plugins(bench_plugins::BenchPluginsArgs),
@@ -117,7 +125,9 @@ fn main() -> anyhow::Result<()> {
             Command::ControllerManager(args) => run_controller_manager(args).await,
             Command::Scheduler(args) => run_scheduler(args).await,
             Command::Server(args) => run_server(args).await,
+            Command::Image(command) => image_cmd::run(command).await,
             Command::Bench(BenchCommand::Api(args)) => bench::run(args).await,
+            Command::Bench(BenchCommand::Controllers(args)) => bench_controllers::run(args).await,
             Command::Plugin(_)
             | Command::Bench(BenchCommand::Plugins(_) | BenchCommand::Scheduler(_)) => Ok(()),
         }

@@ -445,3 +445,321 @@ impl Cluster {
             .collect()
     }
 }
+
+/// Where `scripts/build-images.sh` writes the test images: `$KEELSON_IMAGES`, or
+/// `/var/lib/keelson/images`.
+pub fn images_dir() -> PathBuf {
+    std::env::var_os("KEELSON_IMAGES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/keelson/images"))
+}
+
+/// The busybox OCI image-layout archive (`docker.io/library/busybox:latest`) built by
+/// `scripts/build-images.sh`. Panics when it has not been built.
+pub fn busybox_image() -> PathBuf {
+    let path = images_dir().join("busybox.tar");
+    assert!(
+        path.is_file(),
+        "test image {} is missing: run scripts/setup.sh (or scripts/build-images.sh)",
+        path.display()
+    );
+    path
+}
+
+const CONTAINERD_BIN: &str = "/usr/bin/containerd";
+
+/// A private containerd (Debian's `containerd`) with its own root, state dir and socket in a
+/// temp dir, and a namespace of its own. Killed on drop, with its shims; whatever it left
+/// mounted under its dirs is unmounted and the dir removed.
+pub struct Containerd {
+    /// The gRPC socket (`--address` for `ctr` and `keelson image`).
+    pub socket: PathBuf,
+    /// The containerd namespace this test should use (unique per instance, so that runc's
+    /// state under /run/containerd/runc/<namespace> never clashes between instances).
+    pub namespace: String,
+    proc: Option<ChildGuard>,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Containerd {
+    /// Ok when this machine can run a private containerd, or why not.
+    pub fn available() -> Result<(), String> {
+        let status = std::fs::read_to_string("/proc/self/status")
+            .map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
+        let euid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("?");
+        if euid != "0" {
+            return Err(format!(
+                "containerd tests must run as root (effective uid is {euid})"
+            ));
+        }
+        for bin in [CONTAINERD_BIN, "/usr/bin/containerd-shim-runc-v2"] {
+            if !Path::new(bin).exists() {
+                return Err(format!(
+                    "{bin} is missing: run scripts/setup.sh (Debian package containerd)"
+                ));
+            }
+        }
+        if !["/usr/sbin/runc", "/usr/bin/runc"]
+            .iter()
+            .any(|p| Path::new(p).exists())
+        {
+            return Err("runc is missing: run scripts/setup.sh (Debian package runc)".into());
+        }
+        Ok(())
+    }
+
+    /// Starts containerd and waits until its socket answers. Panics with the reason when
+    /// containerd cannot run here or does not come up (with the tail of its log).
+    pub fn start() -> Self {
+        Self::start_disabling(&[])
+    }
+
+    /// Like [`Containerd::start`], with more of containerd's plugins disabled (by full id,
+    /// e.g. `io.containerd.snapshotter.v1.overlayfs`).
+    pub fn start_disabling(plugins: &[&str]) -> Self {
+        if let Err(why) = Self::available() {
+            panic!("cannot start a private containerd: {why}");
+        }
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        sweep_stale_containerds();
+        let dir = tempfile::Builder::new()
+            .prefix(CONTAINERD_DIR_PREFIX)
+            .tempdir()
+            .expect("temp dir for containerd");
+        let d = dir.path();
+        // Lets a later run clean up after this one if this process is killed before its drop.
+        std::fs::write(d.join("owner"), std::process::id().to_string())
+            .expect("write containerd owner file");
+        let socket = d.join("containerd.sock");
+        let config = format!(
+            r#"version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = [
+  "io.containerd.grpc.v1.cri",
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs",{extra}
+]
+
+[grpc]
+  address = "{socket}"
+
+[ttrpc]
+  address = "{socket}.ttrpc"
+
+[debug]
+  level = "info"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{opt}"
+"#,
+            root = d.join("root").display(),
+            state = d.join("state").display(),
+            socket = socket.display(),
+            opt = d.join("opt").display(),
+            extra = plugins
+                .iter()
+                .map(|p| format!("\n  {p:?},"))
+                .collect::<String>(),
+        );
+        std::fs::write(d.join("config.toml"), config).expect("write containerd config.toml");
+        let log = std::fs::File::create(d.join("containerd.log")).expect("containerd log file");
+        let mut cmd = Command::new(CONTAINERD_BIN);
+        cmd.arg("--config")
+            .arg(d.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let proc = ChildGuard::spawn("containerd", &mut cmd).expect("spawn containerd");
+        let mut me = Self {
+            socket,
+            namespace: format!("keelson-test-{}-{n}", std::process::id()),
+            proc: Some(proc),
+            dir: Some(dir),
+        };
+        let up = wait_until(Duration::from_secs(30), || {
+            let exited = me
+                .proc
+                .as_mut()
+                .is_none_or(|p| matches!(p.child.try_wait(), Ok(Some(_))));
+            exited || std::os::unix::net::UnixStream::connect(&me.socket).is_ok()
+        });
+        let running = me
+            .proc
+            .as_mut()
+            .is_some_and(|p| matches!(p.child.try_wait(), Ok(None)));
+        if !(up && running) {
+            panic!(
+                "private containerd did not come up at {}; its log:\n{}",
+                me.socket.display(),
+                tail(&me.log(), 40)
+            );
+        }
+        me
+    }
+
+    /// The temp dir holding its config, root, state, socket and log.
+    pub fn dir(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .map_or(Path::new("/nonexistent"), |d| d.path())
+    }
+
+    /// containerd's own log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("containerd.log")).unwrap_or_default()
+    }
+}
+
+const CONTAINERD_DIR_PREFIX: &str = "keelson-ctrd-";
+
+/// containerd and shim processes started for a private containerd's dir: their command
+/// lines name its config file or its socket.
+fn containerd_pids(dir: &Path) -> Vec<u32> {
+    let prefix = format!("{}/", dir.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|raw| {
+                let args: Vec<String> = raw
+                    .split(|b| *b == 0)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                args.first().is_some_and(|a| a.contains("containerd"))
+                    && args.iter().any(|a| a.starts_with(&prefix))
+            })
+        })
+        .collect()
+}
+
+/// Snapshot and task mounts outlive a killed containerd: unmounts everything under `dir`,
+/// deepest first, lazily so that a busy mount cannot keep the dir alive.
+fn unmount_under(dir: &Path) {
+    let prefix = format!("{}/", dir.display());
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&prefix))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(&m)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn kill_all(pids: &[u32]) {
+    for pid in pids {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(pid.to_string())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Cleans up private containerds whose test process died without dropping them (killed by a
+/// timeout or a signal): their containerd and shims, mounts and dirs.
+fn sweep_stale_containerds() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with(CONTAINERD_DIR_PREFIX) {
+            continue;
+        }
+        let dir = entry.path();
+        // No owner file yet: another process is creating it right now.
+        let Some(owner) = std::fs::read_to_string(dir.join("owner"))
+            .ok()
+            .and_then(|o| o.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{owner}")).exists() {
+            continue;
+        }
+        kill_all(&containerd_pids(&dir));
+        unmount_under(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // Containers of dead test processes' namespaces (`keelson-test-<pid>-<n>`).
+    let Ok(entries) = std::fs::read_dir(RUNC_ROOT) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("keelson-test-")
+            .and_then(|rest| rest.split('-').next());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            delete_runc_containers(&name);
+        }
+    }
+}
+
+/// Where containerd's runc shim keeps runc's state, one dir per namespace.
+const RUNC_ROOT: &str = "/run/containerd/runc";
+
+/// Kills and deletes the runc containers of a namespace and removes its state dir. A killed
+/// shim leaves its container running: runc is the one that knows it.
+fn delete_runc_containers(namespace: &str) {
+    let root = Path::new(RUNC_ROOT).join(namespace);
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for entry in entries.flatten() {
+            let _ = Command::new("runc")
+                .arg("--root")
+                .arg(&root)
+                .args(["delete", "--force"])
+                .arg(entry.file_name())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    let _ = std::fs::remove_dir(&root);
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if let Some(mut proc) = self.proc.take() {
+            // SIGTERM first so containerd closes its database cleanly; SIGKILL if it lingers.
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(proc.pid().to_string())
+                .status();
+            wait_until(Duration::from_secs(5), || {
+                !matches!(proc.child.try_wait(), Ok(None))
+            });
+            proc.kill();
+        }
+        // Shims outlive containerd.
+        kill_all(&containerd_pids(self.dir()));
+        delete_runc_containers(&self.namespace);
+        let Some(dir) = self.dir.take() else {
+            return;
+        };
+        unmount_under(dir.path());
+        drop(dir);
+    }
+}

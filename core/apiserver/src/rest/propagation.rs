@@ -6,6 +6,11 @@
 //! `foregroundDeletion`) until the dependents are gone; `Background` deletes it at once and
 //! leaves the dependents to the collector. The collector removes its finalizer when done, and
 //! removing the last finalizer completes the deletion.
+//!
+//! Keelson's collector follows only some kinds (see [`COLLECTED`]); an object of any other kind
+//! never gets a collector finalizer, since nothing would ever remove it: for those kinds
+//! `Orphan` and `Foreground` delete like `Background` (Kubernetes' collector follows every
+//! kind; this is a deviation).
 
 use serde_json::Value;
 
@@ -97,6 +102,28 @@ pub fn requested(opts: &Value) -> ApiResult<Option<Propagation>> {
     }
 }
 
+/// The core v1 resources Keelson's garbage collector follows (its `Kind::ALL`, in
+/// core/controllers/src/gc.rs): only their objects get the collector's finalizers. Keep the two
+/// in step: a kind listed here that the collector does not follow would stay Terminating for
+/// ever after `--cascade=orphan` or `--cascade=foreground`.
+pub const COLLECTED: [&str; 10] = [
+    "pods",
+    "replicationcontrollers",
+    "services",
+    "endpoints",
+    "secrets",
+    "configmaps",
+    "serviceaccounts",
+    "resourcequotas",
+    "nodes",
+    "namespaces",
+];
+
+/// Whether the garbage collector follows objects of `info` (see [`COLLECTED`]).
+fn collected(info: &ResourceInfo) -> bool {
+    info.group.is_empty() && info.version == "v1" && COLLECTED.contains(&info.plural)
+}
+
 /// The policy when a delete asks for none. Kubernetes keeps orphaning as the default of v1
 /// ReplicationControllers for backward compatibility; everything else Keelson serves deletes
 /// its dependents in the background.
@@ -112,7 +139,9 @@ fn default_for(info: &ResourceInfo) -> Propagation {
 /// stay as they are. An explicit policy wins; without one, a garbage-collection finalizer the
 /// object already has (from an earlier delete) decides, then the kind's default. Each
 /// finalizer appears once, and the other's is dropped (a foreground delete of an object being
-/// orphaned turns it into a foreground delete, as in Kubernetes).
+/// orphaned turns it into a foreground delete, as in Kubernetes). Objects the collector does
+/// not follow are deleted in the background whatever the policy, and lose a collector finalizer
+/// they carry (one nobody would remove), so deleting such a stuck object again lets it go.
 pub fn finalizers_after_delete(
     info: &ResourceInfo,
     obj: &Value,
@@ -123,15 +152,19 @@ pub fn finalizers_after_delete(
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let policy = requested
-        .or_else(|| {
-            current.iter().find_map(|f| match *f {
-                ORPHAN_FINALIZER => Some(Propagation::Orphan),
-                FOREGROUND_FINALIZER => Some(Propagation::Foreground),
-                _ => None,
+    let policy = if collected(info) {
+        requested
+            .or_else(|| {
+                current.iter().find_map(|f| match *f {
+                    ORPHAN_FINALIZER => Some(Propagation::Orphan),
+                    FOREGROUND_FINALIZER => Some(Propagation::Foreground),
+                    _ => None,
+                })
             })
-        })
-        .unwrap_or_else(|| default_for(info));
+            .unwrap_or_else(|| default_for(info))
+    } else {
+        Propagation::Background
+    };
     let mut wanted: Vec<&str> = current
         .iter()
         .copied()
@@ -240,6 +273,46 @@ mod tests {
             finalizers_after_delete(services(), &orphaning, Some(Propagation::Background)),
             Some(vec![json!("example.com/hold")])
         );
+    }
+
+    #[test]
+    fn kinds_the_collector_does_not_follow_get_no_collector_finalizer() {
+        let plain = json!({"metadata": {"name": "x"}});
+        for (group, version, plural) in [
+            ("", "v1", "podtemplates"),
+            ("", "v1", "events"),
+            ("", "v1", "limitranges"),
+            ("coordination.k8s.io", "v1", "leases"),
+        ] {
+            let info = lookup(group, version, plural).unwrap();
+            for policy in [
+                None,
+                Some(Propagation::Orphan),
+                Some(Propagation::Foreground),
+                Some(Propagation::Background),
+            ] {
+                assert_eq!(
+                    finalizers_after_delete(info, &plain, policy),
+                    None,
+                    "{plural} {policy:?}"
+                );
+            }
+            // A collector finalizer nobody will remove goes; others stay.
+            let stuck = with_finalizers(&["foregroundDeletion", "example.com/hold"]);
+            assert_eq!(
+                finalizers_after_delete(info, &stuck, Some(Propagation::Foreground)),
+                Some(vec![json!("example.com/hold")]),
+                "{plural}"
+            );
+        }
+        for plural in COLLECTED {
+            let info = lookup("", "v1", plural).unwrap();
+            assert_eq!(
+                finalizers_after_delete(info, &plain, Some(Propagation::Foreground)),
+                Some(vec![json!("foregroundDeletion")]),
+                "{plural}"
+            );
+        }
     }
 
     #[test]

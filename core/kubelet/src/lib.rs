@@ -1,0 +1,7 @@
+//! Keelson's node agent. For now, its containerd side: a namespaced containerd client and
+//! image import, unpack and listing.
+
+pub mod containerd;
+pub mod images;
+
+pub use containerd::Containerd;
