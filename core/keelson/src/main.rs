@@ -8,6 +8,7 @@ mod bench_scheduler_e2e;
 mod config;
 mod controller_manager_cmd;
 mod image_cmd;
+mod kubelet_cmd;
 mod leader_args;
 mod plugin;
 mod plugin_check;
@@ -40,6 +41,8 @@ enum Command {
     ControllerManager(controller_manager_cmd::ControllerManagerArgs),
     /// Run the scheduler.
     Scheduler(scheduler_cmd::SchedulerArgs),
+    /// Run the node agent: registers the node and heartbeats (running pods comes next).
+    Kubelet(kubelet_cmd::KubeletArgs),
     /// Run the control plane in one process: the API server, the controller manager and the
     /// scheduler.
     Server(ServerArgs),
@@ -124,6 +127,7 @@ fn main() -> anyhow::Result<()> {
             Command::Apiserver(args) => run_apiserver(args).await,
             Command::ControllerManager(args) => run_controller_manager(args).await,
             Command::Scheduler(args) => run_scheduler(args).await,
+            Command::Kubelet(args) => run_kubelet(args).await,
             Command::Server(args) => run_server(args).await,
             Command::Image(command) => image_cmd::run(command).await,
             Command::Bench(BenchCommand::Api(args)) => bench::run(args).await,
@@ -178,6 +182,20 @@ async fn run_controller_manager(
             eprintln!("keelson: shutting down");
             let _ = stop.send(true);
             task.await.context("controller manager task")?
+        }
+    }
+}
+
+async fn run_kubelet(args: kubelet_cmd::KubeletArgs) -> anyhow::Result<()> {
+    let resolved = args.resolve()?;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let mut task = tokio::spawn(kubelet_cmd::run(resolved, shutdown));
+    tokio::select! {
+        r = &mut task => r.context("kubelet task")?,
+        _ = wait_for_signal() => {
+            eprintln!("keelson: shutting down");
+            let _ = stop.send(true);
+            task.await.context("kubelet task")?
         }
     }
 }

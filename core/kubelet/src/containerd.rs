@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::{
-    PluginsRequest, content_client::ContentClient, diff_client::DiffClient,
-    images_client::ImagesClient, introspection_client::IntrospectionClient,
-    leases_client::LeasesClient, version_client::VersionClient,
+    PluginsRequest, containers_client::ContainersClient, content_client::ContentClient,
+    diff_client::DiffClient, images_client::ImagesClient,
+    introspection_client::IntrospectionClient, leases_client::LeasesClient,
+    tasks_client::TasksClient, version_client::VersionClient,
 };
 use containerd_client::tonic::{self, Request, transport::Channel};
 
@@ -202,6 +203,14 @@ impl Containerd {
 
     pub fn leases(&self) -> LeasesClient<Channel> {
         LeasesClient::new(self.channel.clone())
+    }
+
+    pub fn containers(&self) -> ContainersClient<Channel> {
+        ContainersClient::new(self.channel.clone())
+    }
+
+    pub fn tasks(&self) -> TasksClient<Channel> {
+        TasksClient::new(self.channel.clone())
     }
 
     pub fn introspection(&self) -> IntrospectionClient<Channel> {

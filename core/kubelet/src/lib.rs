@@ -3,5 +3,7 @@
 
 pub mod containerd;
 pub mod images;
+pub mod node;
+pub mod runtime;
 
 pub use containerd::Containerd;

@@ -1,0 +1,283 @@
+//! `keelson kubelet`: flags and the YAML config file (KubeletConfiguration's key names),
+//! resolved into the node agent's configuration; then the node registers and heartbeats
+//! until SIGTERM. Running pods comes next.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use keelson_kubelet::node::{NodeAgent, NodeConfig};
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::scheduler_cmd::parse_duration;
+
+/// `keelson kubelet` flags, named as the kubelet's. Each overrides the same key of `--config`.
+#[derive(Args, Debug, Default, Clone)]
+pub struct KubeletArgs {
+    /// YAML config file (keys: kubeconfig, hostnameOverride, nodeIP, nodeLabels, maxPods,
+    /// systemReserved, kubeReserved, nodeLeaseDurationSeconds, nodeStatusUpdateFrequency,
+    /// nodeStatusReportFrequency, containerRuntimeEndpoint).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The kubeconfig to reach the API server with (default: $KUBECONFIG, then
+    /// /var/lib/keelson/kubeconfig.yaml).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The node's name instead of the host name.
+    #[arg(long)]
+    pub hostname_override: Option<String>,
+    /// The node's InternalIP (default: the host's first non-loopback IPv4).
+    #[arg(long)]
+    pub node_ip: Option<IpAddr>,
+    /// Labels to add to the node, `key=value,...`.
+    #[arg(long, value_delimiter = ',')]
+    pub node_labels: Option<Vec<String>>,
+    /// Pods the node may run (110).
+    #[arg(long)]
+    pub max_pods: Option<u32>,
+    /// Seconds a node Lease lasts; it is renewed every quarter of that (40).
+    #[arg(long)]
+    pub node_lease_duration_seconds: Option<i32>,
+    /// How often node status is computed and compared with the server's (10s).
+    #[arg(long, value_parser = parse_duration)]
+    pub node_status_update_frequency: Option<Duration>,
+    /// How long node status may go unposted when nothing changes (5m).
+    #[arg(long, value_parser = parse_duration)]
+    pub node_status_report_frequency: Option<Duration>,
+    /// containerd's socket (default /run/containerd/containerd.sock); its version is
+    /// reported in the node's nodeInfo when it answers.
+    #[arg(long, alias = "container-runtime-endpoint")]
+    pub containerd_address: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct KubeletFile {
+    kubeconfig: Option<PathBuf>,
+    hostname_override: Option<String>,
+    #[serde(rename = "nodeIP")]
+    node_ip: Option<String>,
+    node_labels: Option<BTreeMap<String, String>>,
+    max_pods: Option<u32>,
+    system_reserved: Option<BTreeMap<String, String>>,
+    kube_reserved: Option<BTreeMap<String, String>>,
+    node_lease_duration_seconds: Option<i32>,
+    node_status_update_frequency: Option<String>,
+    node_status_report_frequency: Option<String>,
+    container_runtime_endpoint: Option<String>,
+}
+
+/// Everything the kubelet needs, resolved and checked.
+pub struct Resolved {
+    pub kubeconfig: PathBuf,
+    pub node: NodeConfig,
+    pub containerd_address: String,
+}
+
+impl KubeletArgs {
+    /// Merges flags over the file and checks everything but the connections.
+    pub fn resolve(self) -> anyhow::Result<Resolved> {
+        let file = match &self.config {
+            Some(p) => load_file(p)?,
+            None => KubeletFile::default(),
+        };
+        let base = self
+            .config
+            .as_deref()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let kubeconfig = self
+            .kubeconfig
+            .or(file.kubeconfig.map(|p| base.join(p)))
+            .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/var/lib/keelson/kubeconfig.yaml"));
+        let duration = |flag: Option<Duration>, key: &str, v: Option<String>| {
+            flag.map(Ok)
+                .or_else(|| {
+                    v.map(|s| parse_duration(&s).map_err(|e| anyhow::anyhow!("{key}: {e}")))
+                })
+                .transpose()
+        };
+        let node_ip = match (self.node_ip, file.node_ip) {
+            (Some(ip), _) => Some(ip),
+            (None, Some(s)) => Some(
+                s.parse()
+                    .map_err(|e| anyhow::anyhow!("nodeIP {s:?}: {e}"))?,
+            ),
+            (None, None) => None,
+        };
+        let mut node = NodeConfig {
+            node_name: self
+                .hostname_override
+                .or(file.hostname_override)
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.trim().to_lowercase()),
+            node_ip,
+            ..Default::default()
+        };
+        node.labels = file.node_labels.unwrap_or_default();
+        for pair in self.node_labels.unwrap_or_default() {
+            let pair = pair.trim();
+            if pair.is_empty() {
+                continue;
+            }
+            let Some((k, v)) = pair.split_once('=') else {
+                bail!("--node-labels: {pair:?} is not key=value");
+            };
+            node.labels.insert(k.trim().into(), v.trim().into());
+        }
+        if let Some(n) = self.max_pods.or(file.max_pods) {
+            node.max_pods = n;
+        }
+        node.system_reserved = file.system_reserved.unwrap_or_default();
+        node.kube_reserved = file.kube_reserved.unwrap_or_default();
+        if let Some(s) = self
+            .node_lease_duration_seconds
+            .or(file.node_lease_duration_seconds)
+        {
+            if s <= 0 {
+                bail!("nodeLeaseDurationSeconds must be positive, not {s}");
+            }
+            node.lease_duration_seconds = s;
+        }
+        if let Some(d) = duration(
+            self.node_status_update_frequency,
+            "nodeStatusUpdateFrequency",
+            file.node_status_update_frequency,
+        )? {
+            if d.is_zero() {
+                bail!("nodeStatusUpdateFrequency must be positive");
+            }
+            node.status_update_frequency = d;
+        }
+        if let Some(d) = duration(
+            self.node_status_report_frequency,
+            "nodeStatusReportFrequency",
+            file.node_status_report_frequency,
+        )? {
+            node.status_report_frequency = d;
+        }
+        // Reserved amounts are checked here, before anything connects.
+        keelson_kubelet::node::allocatable(
+            &BTreeMap::new(),
+            &[&node.system_reserved, &node.kube_reserved],
+        )
+        .context("systemReserved/kubeReserved")?;
+        let containerd_address = self
+            .containerd_address
+            .or(file.container_runtime_endpoint)
+            .unwrap_or_else(|| "/run/containerd/containerd.sock".into());
+        let containerd_address = containerd_address
+            .strip_prefix("unix://")
+            .unwrap_or(&containerd_address)
+            .to_string();
+        Ok(Resolved {
+            kubeconfig,
+            node,
+            containerd_address,
+        })
+    }
+}
+
+fn load_file(path: &Path) -> anyhow::Result<KubeletFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read config file {}", path.display()))?;
+    if text.trim().is_empty() {
+        return Ok(KubeletFile::default());
+    }
+    serde_yaml_ng::from_str(&text).with_context(|| format!("config file {}", path.display()))
+}
+
+/// containerd's version, or `None` (with a warning) when it does not answer.
+async fn runtime_version(address: &str) -> Option<String> {
+    let ask = async {
+        let c = keelson_kubelet::Containerd::connect(address, "k8s.io").await?;
+        c.version().await
+    };
+    match tokio::time::timeout(Duration::from_secs(3), ask).await {
+        Ok(Ok(v)) => Some(format!("containerd://{v}")),
+        Ok(Err(e)) => {
+            tracing::warn!(address, error = %e, "containerd is not reachable; the node is registered without a container runtime version (pods are not run yet)");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(
+                address,
+                "containerd did not answer in 3s; the node is registered without a container runtime version (pods are not run yet)"
+            );
+            None
+        }
+    }
+}
+
+/// Connects and runs until `shutdown` turns true.
+pub async fn run(mut resolved: Resolved, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    resolved.node.container_runtime_version = runtime_version(&resolved.containerd_address).await;
+    let client = keelson_client::connect(&resolved.kubeconfig, "keelson-kubelet")
+        .await
+        .context("connect to the API server")?;
+    let agent = NodeAgent::new(client, resolved.node).context("node agent")?;
+    agent.run(shutdown).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_file_and_flags_merge_and_unknown_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("kubelet.yaml");
+        std::fs::write(
+            &p,
+            "hostnameOverride: Worker-1\nnodeIP: 10.1.2.3\nnodeLabels: {zone: a}\nmaxPods: 20\nkubeReserved: {cpu: 100m}\nnodeLeaseDurationSeconds: 4\nnodeStatusReportFrequency: 1m\ncontainerRuntimeEndpoint: unix:///tmp/c.sock\n",
+        )
+        .unwrap();
+        let r = KubeletArgs {
+            config: Some(p.clone()),
+            max_pods: Some(30),
+            node_labels: Some(vec!["tier=web".into()]),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(r.node.node_name.as_deref(), Some("worker-1"));
+        assert_eq!(r.node.node_ip.unwrap().to_string(), "10.1.2.3");
+        assert_eq!(r.node.max_pods, 30);
+        assert_eq!(r.node.labels["zone"], "a");
+        assert_eq!(r.node.labels["tier"], "web");
+        assert_eq!(r.node.renew_interval(), Duration::from_secs(1));
+        assert_eq!(r.node.status_report_frequency, Duration::from_secs(60));
+        assert_eq!(r.containerd_address, "/tmp/c.sock");
+
+        std::fs::write(&p, "maxPod: 4\n").unwrap();
+        let err = format!(
+            "{:#}",
+            KubeletArgs {
+                config: Some(p.clone()),
+                ..Default::default()
+            }
+            .resolve()
+            .err()
+            .unwrap()
+        );
+        assert!(err.contains("maxPod"), "{err}");
+
+        std::fs::write(&p, "systemReserved: {memory: lots}\n").unwrap();
+        let err = KubeletArgs {
+            config: Some(p),
+            ..Default::default()
+        }
+        .resolve()
+        .err()
+        .unwrap();
+        assert!(format!("{err:#}").contains("memory"), "{err:#}");
+    }
+}
