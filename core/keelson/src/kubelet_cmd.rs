@@ -1,6 +1,7 @@
 //! `keelson kubelet`: flags and the YAML config file (KubeletConfiguration's key names),
 //! resolved into the node agent's configuration; then the node registers and heartbeats
-//! until SIGTERM. Running pods comes next.
+//! and, when containerd answers, the pod workers run the pods bound to the node, until
+//! SIGTERM (which leaves containers running for the next kubelet to adopt).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -9,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use keelson_kubelet::node::{NodeAgent, NodeConfig};
+use keelson_kubelet::node::{HostInfo, NodeAgent, NodeConfig};
+use keelson_kubelet::pods::{PodConfig, PodManager};
+use keelson_kubelet::runtime::Runtime;
 use serde::Deserialize;
 use tokio::sync::watch;
 
@@ -20,7 +23,7 @@ use crate::scheduler_cmd::parse_duration;
 pub struct KubeletArgs {
     /// YAML config file (keys: kubeconfig, hostnameOverride, nodeIP, nodeLabels, maxPods,
     /// systemReserved, kubeReserved, nodeLeaseDurationSeconds, nodeStatusUpdateFrequency,
-    /// nodeStatusReportFrequency, containerRuntimeEndpoint).
+    /// nodeStatusReportFrequency, containerRuntimeEndpoint, rootDir, containerdNamespace).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// The kubeconfig to reach the API server with (default: $KUBECONFIG, then
@@ -52,6 +55,13 @@ pub struct KubeletArgs {
     /// reported in the node's nodeInfo when it answers.
     #[arg(long, alias = "container-runtime-endpoint")]
     pub containerd_address: Option<String>,
+    /// The containerd namespace pods run in (keelson, where `keelson image import` puts images).
+    #[arg(long)]
+    pub containerd_namespace: Option<String>,
+    /// The kubelet's state directory; container logs go to `<root-dir>/logs`
+    /// (/var/lib/keelson/kubelet).
+    #[arg(long)]
+    pub root_dir: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -69,6 +79,8 @@ struct KubeletFile {
     node_status_update_frequency: Option<String>,
     node_status_report_frequency: Option<String>,
     container_runtime_endpoint: Option<String>,
+    root_dir: Option<PathBuf>,
+    containerd_namespace: Option<String>,
 }
 
 /// Everything the kubelet needs, resolved and checked.
@@ -76,6 +88,8 @@ pub struct Resolved {
     pub kubeconfig: PathBuf,
     pub node: NodeConfig,
     pub containerd_address: String,
+    pub containerd_namespace: String,
+    pub root_dir: PathBuf,
 }
 
 impl KubeletArgs {
@@ -176,10 +190,23 @@ impl KubeletArgs {
             .strip_prefix("unix://")
             .unwrap_or(&containerd_address)
             .to_string();
+        let containerd_namespace = self
+            .containerd_namespace
+            .or(file.containerd_namespace)
+            .unwrap_or_else(|| "keelson".into());
+        if containerd_namespace.trim().is_empty() {
+            bail!("containerdNamespace must not be empty");
+        }
+        let root_dir = self
+            .root_dir
+            .or(file.root_dir.map(|p| base.join(p)))
+            .unwrap_or_else(|| PathBuf::from("/var/lib/keelson/kubelet"));
         Ok(Resolved {
             kubeconfig,
             node,
             containerd_address,
+            containerd_namespace,
+            root_dir,
         })
     }
 }
@@ -193,22 +220,26 @@ fn load_file(path: &Path) -> anyhow::Result<KubeletFile> {
     serde_yaml_ng::from_str(&text).with_context(|| format!("config file {}", path.display()))
 }
 
-/// containerd's version, or `None` (with a warning) when it does not answer.
-async fn runtime_version(address: &str) -> Option<String> {
+/// containerd and its version, or `None` (with a warning) when it does not answer.
+async fn connect_runtime(
+    address: &str,
+    namespace: &str,
+) -> Option<(keelson_kubelet::Containerd, String)> {
     let ask = async {
-        let c = keelson_kubelet::Containerd::connect(address, "k8s.io").await?;
-        c.version().await
+        let c = keelson_kubelet::Containerd::connect(address, namespace).await?;
+        let v = c.version().await?;
+        Ok::<_, keelson_kubelet::containerd::Error>((c, v))
     };
     match tokio::time::timeout(Duration::from_secs(3), ask).await {
-        Ok(Ok(v)) => Some(format!("containerd://{v}")),
+        Ok(Ok((c, v))) => Some((c, format!("containerd://{v}"))),
         Ok(Err(e)) => {
-            tracing::warn!(address, error = %e, "containerd is not reachable; the node is registered without a container runtime version (pods are not run yet)");
+            tracing::warn!(address, error = %e, "containerd is not reachable; the node is registered without a container runtime version and runs no pods");
             None
         }
         Err(_) => {
             tracing::warn!(
                 address,
-                "containerd did not answer in 3s; the node is registered without a container runtime version (pods are not run yet)"
+                "containerd did not answer in 3s; the node is registered without a container runtime version and runs no pods"
             );
             None
         }
@@ -217,12 +248,37 @@ async fn runtime_version(address: &str) -> Option<String> {
 
 /// Connects and runs until `shutdown` turns true.
 pub async fn run(mut resolved: Resolved, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    resolved.node.container_runtime_version = runtime_version(&resolved.containerd_address).await;
+    let containerd =
+        connect_runtime(&resolved.containerd_address, &resolved.containerd_namespace).await;
+    resolved.node.container_runtime_version = containerd.as_ref().map(|(_, v)| v.clone());
     let client = keelson_client::connect(&resolved.kubeconfig, "keelson-kubelet")
         .await
         .context("connect to the API server")?;
-    let agent = NodeAgent::new(client, resolved.node).context("node agent")?;
-    agent.run(shutdown).await;
+    let host_ip = resolved
+        .node
+        .node_ip
+        .or_else(|| HostInfo::gather().ip)
+        .map(|ip| ip.to_string());
+    let agent = NodeAgent::new(client.clone(), resolved.node).context("node agent")?;
+    let pods = match containerd {
+        Some((cd, _)) => {
+            // Each pod's log directory is made when its first container starts.
+            let runtime = Runtime::new(cd, resolved.root_dir.join("logs"))
+                .await
+                .context("container runtime")?;
+            let mut config = PodConfig::new(agent.name());
+            config.host_ip = host_ip;
+            Some(PodManager::new(client, runtime, config))
+        }
+        None => None,
+    };
+    let pods_shutdown = shutdown.clone();
+    let run_pods = async move {
+        if let Some(pods) = pods {
+            pods.run(pods_shutdown).await;
+        }
+    };
+    tokio::join!(agent.run(shutdown), run_pods);
     Ok(())
 }
 
@@ -237,7 +293,7 @@ mod tests {
         let p = dir.path().join("kubelet.yaml");
         std::fs::write(
             &p,
-            "hostnameOverride: Worker-1\nnodeIP: 10.1.2.3\nnodeLabels: {zone: a}\nmaxPods: 20\nkubeReserved: {cpu: 100m}\nnodeLeaseDurationSeconds: 4\nnodeStatusReportFrequency: 1m\ncontainerRuntimeEndpoint: unix:///tmp/c.sock\n",
+            "hostnameOverride: Worker-1\nnodeIP: 10.1.2.3\nnodeLabels: {zone: a}\nmaxPods: 20\nkubeReserved: {cpu: 100m}\nnodeLeaseDurationSeconds: 4\nnodeStatusReportFrequency: 1m\ncontainerRuntimeEndpoint: unix:///tmp/c.sock\nrootDir: state\ncontainerdNamespace: test\n",
         )
         .unwrap();
         let r = KubeletArgs {
@@ -256,6 +312,8 @@ mod tests {
         assert_eq!(r.node.renew_interval(), Duration::from_secs(1));
         assert_eq!(r.node.status_report_frequency, Duration::from_secs(60));
         assert_eq!(r.containerd_address, "/tmp/c.sock");
+        assert_eq!(r.containerd_namespace, "test");
+        assert_eq!(r.root_dir, dir.path().join("state"));
 
         std::fs::write(&p, "maxPod: 4\n").unwrap();
         let err = format!(

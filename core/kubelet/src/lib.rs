@@ -1,9 +1,11 @@
-//! Keelson's node agent. For now, its containerd side: a namespaced containerd client and
-//! image import, unpack and listing.
+//! Keelson's node agent: the node's registration and heartbeats, the pod workers that run
+//! the pods bound to it, and its containerd side (a namespaced client, the container runtime,
+//! image import, unpack and listing).
 
 pub mod containerd;
 pub mod images;
 pub mod node;
+pub mod pods;
 pub mod runtime;
 
 pub use containerd::Containerd;
