@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use keelson_apiserver::{Config, StoreConfig};
 
@@ -71,13 +72,68 @@ struct ApiserverFile {
     etcd_prefix: Option<String>,
 }
 
-fn load_file(path: &Path) -> anyhow::Result<ApiserverFile> {
+/// `15s`, `500ms`, `1m`, `1h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (try 15s, 500ms, 1m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("{s:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A daemon's YAML config file, or the defaults when none is named or it is empty. Unknown
+/// keys are errors naming the key and the file (the file types deny unknown fields).
+pub fn load_yaml<T: DeserializeOwned + Default>(path: Option<&Path>) -> anyhow::Result<T> {
+    let Some(path) = path else {
+        return Ok(T::default());
+    };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("read config file {}", path.display()))?;
     if text.trim().is_empty() {
-        return Ok(ApiserverFile::default());
+        return Ok(T::default());
     }
     serde_yaml_ng::from_str(&text).with_context(|| format!("config file {}", path.display()))
+}
+
+/// The directory that paths in the config file `config` are relative to.
+pub fn base_dir(config: Option<&Path>) -> PathBuf {
+    config
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
+}
+
+/// The kubeconfig a daemon uses: the flag, then the config file's key (relative to `base`),
+/// then `$KUBECONFIG`, then `/var/lib/keelson/kubeconfig.yaml`.
+pub fn kubeconfig(flag: Option<PathBuf>, file: Option<PathBuf>, base: &Path) -> PathBuf {
+    flag.or(file.map(|p| base.join(p)))
+        .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/keelson/kubeconfig.yaml"))
+}
+
+/// A duration from its flag, else from the config file's `key` (parsed, errors naming it).
+pub fn duration(
+    flag: Option<Duration>,
+    key: &str,
+    value: Option<String>,
+) -> anyhow::Result<Option<Duration>> {
+    flag.map(Ok)
+        .or_else(|| value.map(|s| parse_duration(&s).map_err(|e| anyhow::anyhow!("{key}: {e}"))))
+        .transpose()
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -100,10 +156,7 @@ fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
 
 impl ApiserverArgs {
     pub fn resolve(self) -> anyhow::Result<Config> {
-        let file = match &self.config {
-            Some(p) => load_file(p)?,
-            None => ApiserverFile::default(),
-        };
+        let file: ApiserverFile = load_yaml(self.config.as_deref())?;
         let data_dir = self
             .data_dir
             .or(file.data_dir)
@@ -163,6 +216,16 @@ impl ApiserverArgs {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15s").unwrap(), Duration::from_secs(15));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("3 days").is_err());
+    }
 
     #[test]
     fn unknown_keys_are_named() {

@@ -12,8 +12,8 @@ use keelson_controllers::Config;
 use serde::Deserialize;
 use tokio::sync::watch;
 
+use crate::config::{base_dir, duration, kubeconfig, load_yaml, parse_duration};
 use crate::leader_args::{LeaderElectionArgs, LeaderElectionFile};
-use crate::scheduler_cmd::parse_duration;
 
 /// `keelson controller-manager` flags, named as kube-controller-manager's. Each overrides the
 /// same key of `--config`.
@@ -108,28 +108,9 @@ pub struct Resolved {
 impl ControllerManagerArgs {
     /// Merges flags over the file and checks everything but the connection.
     pub fn resolve(self) -> anyhow::Result<Resolved> {
-        let file = match &self.config {
-            Some(p) => load_file(p)?,
-            None => ControllerManagerFile::default(),
-        };
-        let base = self
-            .config
-            .as_deref()
-            .and_then(Path::parent)
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
-        let kubeconfig = self
-            .kubeconfig
-            .or(file.kubeconfig.map(|p| base.join(p)))
-            .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("/var/lib/keelson/kubeconfig.yaml"));
-        let duration = |flag: Option<Duration>, key: &str, v: Option<String>| {
-            flag.map(Ok)
-                .or_else(|| {
-                    v.map(|s| parse_duration(&s).map_err(|e| anyhow::anyhow!("{key}: {e}")))
-                })
-                .transpose()
-        };
+        let file: ControllerManagerFile = load_yaml(self.config.as_deref())?;
+        let base = base_dir(self.config.as_deref());
+        let kubeconfig = kubeconfig(self.kubeconfig, file.kubeconfig, &base);
         let mut config = Config::default();
         if let Some(list) = self.controllers.or(file.controllers) {
             config.select_controllers(&list)?;
@@ -235,15 +216,6 @@ fn read_pem(named: Option<PathBuf>, default: &Path) -> anyhow::Result<Option<Str
             .with_context(|| format!("read {}", default.display())),
         None => Ok(None),
     }
-}
-
-fn load_file(path: &Path) -> anyhow::Result<ControllerManagerFile> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("read config file {}", path.display()))?;
-    if text.trim().is_empty() {
-        return Ok(ControllerManagerFile::default());
-    }
-    serde_yaml_ng::from_str(&text).with_context(|| format!("config file {}", path.display()))
 }
 
 /// Connects and runs until `shutdown` turns true.

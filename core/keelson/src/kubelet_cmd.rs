@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -16,7 +16,7 @@ use keelson_kubelet::runtime::Runtime;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::scheduler_cmd::parse_duration;
+use crate::config::{base_dir, duration, kubeconfig, load_yaml, parse_duration};
 
 /// `keelson kubelet` flags, named as the kubelet's. Each overrides the same key of `--config`.
 #[derive(Args, Debug, Default, Clone)]
@@ -95,28 +95,9 @@ pub struct Resolved {
 impl KubeletArgs {
     /// Merges flags over the file and checks everything but the connections.
     pub fn resolve(self) -> anyhow::Result<Resolved> {
-        let file = match &self.config {
-            Some(p) => load_file(p)?,
-            None => KubeletFile::default(),
-        };
-        let base = self
-            .config
-            .as_deref()
-            .and_then(Path::parent)
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
-        let kubeconfig = self
-            .kubeconfig
-            .or(file.kubeconfig.map(|p| base.join(p)))
-            .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("/var/lib/keelson/kubeconfig.yaml"));
-        let duration = |flag: Option<Duration>, key: &str, v: Option<String>| {
-            flag.map(Ok)
-                .or_else(|| {
-                    v.map(|s| parse_duration(&s).map_err(|e| anyhow::anyhow!("{key}: {e}")))
-                })
-                .transpose()
-        };
+        let file: KubeletFile = load_yaml(self.config.as_deref())?;
+        let base = base_dir(self.config.as_deref());
+        let kubeconfig = kubeconfig(self.kubeconfig, file.kubeconfig, &base);
         let node_ip = match (self.node_ip, file.node_ip) {
             (Some(ip), _) => Some(ip),
             (None, Some(s)) => Some(
@@ -209,15 +190,6 @@ impl KubeletArgs {
             root_dir,
         })
     }
-}
-
-fn load_file(path: &Path) -> anyhow::Result<KubeletFile> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("read config file {}", path.display()))?;
-    if text.trim().is_empty() {
-        return Ok(KubeletFile::default());
-    }
-    serde_yaml_ng::from_str(&text).with_context(|| format!("config file {}", path.display()))
 }
 
 /// containerd and its version, or `None` (with a warning) when it does not answer.

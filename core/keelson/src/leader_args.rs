@@ -9,7 +9,7 @@ use clap::Args;
 use keelson_client::leader::LeaderConfig;
 use serde::Deserialize;
 
-use crate::scheduler_cmd::parse_duration;
+use crate::config::{duration, parse_duration};
 
 /// `--leader-elect*` flags. Each overrides the same key of the config file's `leaderElection`.
 #[derive(Args, Debug, Default, Clone)]
@@ -57,10 +57,6 @@ impl LeaderElectionArgs {
         if !self.leader_elect.or(file.leader_elect).unwrap_or(true) {
             return Ok(None);
         }
-        let file_duration = |v: Option<String>, key: &str| -> anyhow::Result<Option<Duration>> {
-            v.map(|s| parse_duration(&s).map_err(|e| anyhow::anyhow!("leaderElection.{key}: {e}")))
-                .transpose()
-        };
         let mut c = LeaderConfig::new(
             &self
                 .leader_elect_resource_namespace
@@ -71,22 +67,25 @@ impl LeaderElectionArgs {
                 .or(file.resource_name)
                 .unwrap_or_else(|| default_name.into()),
         );
-        if let Some(d) = self
-            .leader_elect_lease_duration
-            .or(file_duration(file.lease_duration, "leaseDuration")?)
-        {
+        if let Some(d) = duration(
+            self.leader_elect_lease_duration,
+            "leaderElection.leaseDuration",
+            file.lease_duration,
+        )? {
             c.lease_duration = d;
         }
-        if let Some(d) = self
-            .leader_elect_renew_deadline
-            .or(file_duration(file.renew_deadline, "renewDeadline")?)
-        {
+        if let Some(d) = duration(
+            self.leader_elect_renew_deadline,
+            "leaderElection.renewDeadline",
+            file.renew_deadline,
+        )? {
             c.renew_deadline = d;
         }
-        if let Some(d) = self
-            .leader_elect_retry_period
-            .or(file_duration(file.retry_period, "retryPeriod")?)
-        {
+        if let Some(d) = duration(
+            self.leader_elect_retry_period,
+            "leaderElection.retryPeriod",
+            file.retry_period,
+        )? {
             c.retry_period = d;
         }
         if c.renew_deadline >= c.lease_duration {

@@ -3,12 +3,12 @@
 //! scheduler connects: an unknown key, an unknown policy, a plugin that does not load.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
 use keelson_client::leader::{LeaderConfig, Leadership, default_identity};
 
+use crate::config::{base_dir, kubeconfig, load_yaml};
 use crate::leader_args::{LeaderElectionArgs, LeaderElectionFile};
 use keelson_plugin_host::{HostConfig, PluginHost};
 use keelson_scheduler::Scheduler;
@@ -68,29 +68,6 @@ struct SchedulerFile {
     percentage_of_nodes_to_score: Option<u32>,
 }
 
-/// `15s`, `500ms`, `1m`, `1h`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (try 15s, 500ms, 1m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-    };
-    if !secs.is_finite() || secs <= 0.0 {
-        return Err(format!("{s:?} must be positive"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 /// Everything the scheduler needs, resolved and checked.
 pub struct Resolved {
     pub kubeconfig: PathBuf,
@@ -105,21 +82,9 @@ pub struct Resolved {
 impl SchedulerArgs {
     /// Merges flags over the file and checks everything but the connection.
     pub fn resolve(self) -> anyhow::Result<Resolved> {
-        let file = match &self.config {
-            Some(p) => load_file(p)?,
-            None => SchedulerFile::default(),
-        };
-        let base = self
-            .config
-            .as_deref()
-            .and_then(Path::parent)
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
-        let kubeconfig = self
-            .kubeconfig
-            .or(file.kubeconfig.map(|p| base.join(p)))
-            .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("/var/lib/keelson/kubeconfig.yaml"));
+        let file: SchedulerFile = load_yaml(self.config.as_deref())?;
+        let base = base_dir(self.config.as_deref());
+        let kubeconfig = kubeconfig(self.kubeconfig, file.kubeconfig, &base);
         let policy_file = self
             .policy_config_file
             .or(file.policy_config_file.map(|p| base.join(p)));
@@ -189,15 +154,6 @@ fn rand_seed() -> u64 {
     t ^ u64::from(std::process::id()).rotate_left(32)
 }
 
-fn load_file(path: &Path) -> anyhow::Result<SchedulerFile> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("read config file {}", path.display()))?;
-    if text.trim().is_empty() {
-        return Ok(SchedulerFile::default());
-    }
-    serde_yaml_ng::from_str(&text).with_context(|| format!("config file {}", path.display()))
-}
-
 /// Loads every policy (plugins included) into a scheduler. The host must outlive it.
 pub fn build(resolved: &Resolved) -> anyhow::Result<(PluginHost, Scheduler)> {
     let host = PluginHost::new(HostConfig {
@@ -235,17 +191,9 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::*;
+    use std::time::Duration;
 
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("15s").unwrap(), Duration::from_secs(15));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("3 days").is_err());
-    }
+    use super::*;
 
     #[test]
     fn unknown_keys_and_bad_policies_are_named() {
