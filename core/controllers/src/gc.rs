@@ -328,7 +328,7 @@ fn has_finalizer(meta: &ObjectMeta, finalizer: &str) -> bool {
 
 /// A merge patch setting the owner references to `refs` (removing the field when empty),
 /// with the resourceVersion they were computed from as a precondition.
-fn owner_refs_patch(resource_version: Option<&str>, refs: &[&OwnerReference]) -> Value {
+pub(crate) fn owner_refs_patch(resource_version: Option<&str>, refs: &[&OwnerReference]) -> Value {
     let refs = if refs.is_empty() {
         Value::Null
     } else {

@@ -29,6 +29,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use rand::Rng as _;
 use serde_json::json;
 
+use crate::gc::owner_refs_patch;
 use crate::informer::Informer;
 use crate::manager::{Context, Task};
 use crate::queue::{Queue, Requeue, run_workers};
@@ -652,12 +653,15 @@ impl Replication {
         pod: &Pod,
         pods_api: &Api<Pod>,
     ) -> Result<Option<Pod>> {
-        let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
-        refs.push(owner_ref(rc));
-        let patch = json!({"metadata": {
-            "resourceVersion": pod.metadata.resource_version,
-            "ownerReferences": refs,
-        }});
+        let ours = owner_ref(rc);
+        let refs: Vec<&OwnerReference> = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .chain(std::iter::once(&ours))
+            .collect();
+        let patch = owner_refs_patch(pod.metadata.resource_version.as_deref(), &refs);
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         match pods_api
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -683,15 +687,7 @@ impl Replication {
             .flatten()
             .filter(|r| r.uid != uid)
             .collect();
-        let refs = if refs.is_empty() {
-            serde_json::Value::Null
-        } else {
-            json!(refs)
-        };
-        let patch = json!({"metadata": {
-            "resourceVersion": pod.metadata.resource_version,
-            "ownerReferences": refs,
-        }});
+        let patch = owner_refs_patch(pod.metadata.resource_version.as_deref(), &refs);
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         match pods_api
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))

@@ -98,6 +98,22 @@ impl<T> RpcExt<T> for std::result::Result<tonic::Response<T>, tonic::Status> {
     }
 }
 
+/// Turns containerd's NotFound into `None`: for removals and lookups where "already gone"
+/// is an answer, not a failure.
+pub(crate) trait FoundExt<T> {
+    fn found(self) -> Result<Option<T>>;
+}
+
+impl<T> FoundExt<T> for Result<T> {
+    fn found(self) -> Result<Option<T>> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 pub(crate) fn rpc_error(op: impl Into<String>, status: tonic::Status) -> Error {
     Error::Rpc {
         op: op.into(),

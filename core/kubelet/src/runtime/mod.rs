@@ -25,7 +25,7 @@ use containerd_client::tonic::Code;
 use containerd_client::types::v1::Status as TaskStatus;
 use keelson_api::k8s_openapi::api::core::v1::{Container, Pod};
 
-use crate::containerd::{self, Containerd, RpcExt as _};
+use crate::containerd::{self, Containerd, FoundExt as _, RpcExt as _};
 
 pub use image::ImageConfig;
 
@@ -454,20 +454,20 @@ impl Runtime {
     }
 
     async fn label(&self, id: &str, key: &str) -> Result<Option<String>> {
-        let reply = self
-            .cd
+        self.cd
             .containers()
             .get(
                 self.cd
                     .request(GetContainerRequest { id: id.to_string() }, None),
             )
             .await
-            .rpc("get container");
-        match reply {
-            Ok(r) => Ok(r.container.and_then(|c| c.labels.get(key).cloned())),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(cd_err(id)(e)),
-        }
+            .rpc("get container")
+            .found()
+            .map(|r| {
+                r.and_then(|r| r.container)
+                    .and_then(|c| c.labels.get(key).cloned())
+            })
+            .map_err(cd_err(id))
     }
 
     /// Records the container, prepares its rootfs, creates and starts its task. Whatever was
@@ -713,8 +713,7 @@ impl Runtime {
             Err(Error::NotFound { .. }) => return Ok(()),
             Err(e) => return Err(e),
         }
-        let deleted = self
-            .cd
+        self.cd
             .tasks()
             .delete(self.cd.request(
                 DeleteTaskRequest {
@@ -723,28 +722,20 @@ impl Runtime {
                 None,
             ))
             .await
-            .rpc("delete task");
-        match deleted {
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(cd_err(id)(e)),
-        }
-        let deleted = self
-            .cd
+            .rpc("delete task")
+            .found()
+            .map_err(cd_err(id))?;
+        self.cd
             .containers()
             .delete(
                 self.cd
                     .request(DeleteContainerRequest { id: id.to_string() }, None),
             )
             .await
-            .rpc("delete container");
-        match deleted {
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(cd_err(id)(e)),
-        }
-        let removed = self
-            .cd
+            .rpc("delete container")
+            .found()
+            .map_err(cd_err(id))?;
+        self.cd
             .snapshots()
             .remove(self.cd.request(
                 RemoveSnapshotRequest {
@@ -754,12 +745,9 @@ impl Runtime {
                 None,
             ))
             .await
-            .rpc("remove snapshot");
-        match removed {
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(cd_err(id)(e)),
-        }
+            .rpc("remove snapshot")
+            .found()
+            .map_err(cd_err(id))?;
         tracing::info!(container = %id, "container removed");
         Ok(())
     }
@@ -789,8 +777,7 @@ impl Runtime {
 
     /// Waits for the task's exit (at once when it has exited already).
     async fn wait(&self, id: &str) -> Result<()> {
-        let reply = self
-            .cd
+        self.cd
             .tasks()
             .wait(self.cd.request(
                 WaitRequest {
@@ -800,12 +787,10 @@ impl Runtime {
                 None,
             ))
             .await
-            .rpc("wait task");
-        match reply {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(cd_err(id)(e)),
-        }
+            .rpc("wait task")
+            .found()
+            .map(|_| ())
+            .map_err(cd_err(id))
     }
 }
 
