@@ -5,12 +5,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use keelson_kubelet::runtime::{PodContainer, Runtime};
-use keelson_testsupport::{Cluster, Containerd, DaemonProc, busybox_image, wait_until};
-use serde_json::{Value, json};
+use keelson_testsupport::{KubeletNode, condition, script_pod, tail, wait_until};
+use serde_json::Value;
 
 const NODE: &str = "kp-worker-1";
 const NODE_IP: &str = "10.11.12.13";
@@ -19,129 +18,33 @@ fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_keelson"))
 }
 
-/// An API server, a private containerd with busybox imported, and a kubelet on both. Drop
-/// stops the kubelet, then containerd with its shims and containers, then removes the
-/// cgroups runc made for them.
 struct Fixture {
-    kubelet: Option<DaemonProc>,
-    cluster: Cluster,
-    cd: Option<Containerd>,
-    root: tempfile::TempDir,
+    node: KubeletNode,
 }
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        drop(self.kubelet.take());
-        let Some(cd) = self.cd.take() else {
-            return;
-        };
-        let prefix = format!("{}-", cd.namespace);
-        drop(cd);
-        let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
-            return;
-        };
-        let roots = hierarchies
-            .flatten()
-            .map(|e| e.path())
-            .chain([PathBuf::from("/sys/fs/cgroup")]);
-        for root in roots {
-            let parent = root.join("keelson");
-            let Ok(children) = std::fs::read_dir(&parent) else {
-                continue;
-            };
-            for child in children.flatten() {
-                if child.file_name().to_string_lossy().starts_with(&prefix) {
-                    let _ = std::fs::remove_dir(child.path());
-                }
-            }
-            let _ = std::fs::remove_dir(&parent);
-        }
+impl std::ops::Deref for Fixture {
+    type Target = KubeletNode;
+    fn deref(&self) -> &KubeletNode {
+        &self.node
+    }
+}
+
+impl std::ops::DerefMut for Fixture {
+    fn deref_mut(&mut self) -> &mut KubeletNode {
+        &mut self.node
     }
 }
 
 impl Fixture {
     fn start() -> Self {
-        if let Err(why) = Containerd::available() {
-            panic!("kubelet pod tests need a private containerd: {why}");
+        Fixture {
+            node: KubeletNode::start(&bin(), NODE, NODE_IP, &[]),
         }
-        let cd = Containerd::start();
-        let out = Command::new(bin())
-            .args(["image", "import"])
-            .arg(busybox_image())
-            .arg("--address")
-            .arg(&cd.socket)
-            .args(["-n", &cd.namespace])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "import busybox: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut me = Fixture {
-            kubelet: None,
-            cluster: Cluster::start(&bin()),
-            cd: Some(cd),
-            root: tempfile::tempdir().unwrap(),
-        };
-        me.start_kubelet("kubelet");
-        me
-    }
-
-    fn start_kubelet(&mut self, name: &str) {
-        let cd = self.cd.as_ref().unwrap();
-        let socket = cd.socket.to_str().unwrap().to_string();
-        let root = self.root.path().to_str().unwrap().to_string();
-        self.kubelet = Some(DaemonProc::start(
-            &bin(),
-            &self.cluster.server,
-            "kubelet",
-            name,
-            &[
-                "--hostname-override",
-                NODE,
-                "--node-ip",
-                NODE_IP,
-                "--node-status-update-frequency",
-                "1s",
-                "--containerd-address",
-                &socket,
-                "--containerd-namespace",
-                &cd.namespace,
-                "--root-dir",
-                &root,
-            ],
-        ));
-    }
-
-    fn log(&self) -> String {
-        self.kubelet
-            .as_ref()
-            .map(DaemonProc::log)
-            .unwrap_or_default()
-    }
-
-    fn pod(&self, name: &str) -> Option<Value> {
-        self.cluster.try_get(&["pod", name])
-    }
-
-    /// Waits for `check` on the pod, with the pod and the kubelet's log on failure.
-    fn wait_pod(&self, name: &str, what: &str, secs: u64, check: impl Fn(&Value) -> bool) -> Value {
-        let ok = wait_until(Duration::from_secs(secs), || {
-            self.pod(name).is_some_and(|p| check(&p))
-        });
-        assert!(
-            ok,
-            "pod {name}: {what} not within {secs}s\npod: {:#}\nkubelet log:\n{}",
-            self.pod(name).unwrap_or_default(),
-            tail(&self.log(), 40)
-        );
-        self.pod(name).unwrap()
     }
 
     /// The pod containers containerd holds in the test's namespace.
     fn containers(&self) -> Vec<PodContainer> {
-        let cd = self.cd.as_ref().unwrap();
+        let cd = self.containerd();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -158,36 +61,12 @@ impl Fixture {
     }
 }
 
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 fn pod(name: &str, image: &str, policy: &str, script: &str) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "nodeName": NODE,
-            "restartPolicy": policy,
-            "terminationGracePeriodSeconds": 2,
-            "containers": [{"name": "app", "image": image, "command": ["sh", "-c", script]}],
-        },
-    })
+    script_pod(NODE, name, image, policy, script)
 }
 
 fn status0(p: &Value) -> &Value {
     &p["status"]["containerStatuses"][0]
-}
-
-fn condition(p: &Value, type_: &str) -> String {
-    p["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
-        .and_then(|c| c["status"].as_str())
-        .unwrap_or_default()
-        .to_string()
 }
 
 fn waiting_reason(p: &Value) -> String {

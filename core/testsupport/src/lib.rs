@@ -3,6 +3,10 @@
 //! Every test gets its own temp dir and loopback ports; processes started here are killed
 //! when their guard drops, even when the test fails.
 
+mod node;
+
+pub use node::{KubeletNode, condition, script_pod, tail};
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -733,11 +737,6 @@ fn delete_runc_containers(namespace: &str) {
         }
     }
     let _ = std::fs::remove_dir(&root);
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 impl Drop for Containerd {
