@@ -11,8 +11,11 @@
 //! Not yet: pod networking (no podIP), image pulls (images must be imported), init
 //! containers, probes, volumes, events.
 
+mod events;
 mod status;
 mod worker;
+
+pub use events::PodEvents;
 
 use std::collections::{HashMap, HashSet};
 use std::pin::pin;
@@ -73,6 +76,7 @@ struct Ctx {
     client: kube::Client,
     runtime: Runtime,
     config: PodConfig,
+    events: PodEvents,
 }
 
 /// Runs the pods bound to one node.
@@ -87,6 +91,7 @@ impl PodManager {
     pub fn new(client: kube::Client, runtime: Runtime, config: PodConfig) -> Self {
         Self {
             ctx: Arc::new(Ctx {
+                events: PodEvents::new(client.clone(), &config.node_name),
                 client,
                 runtime,
                 config,

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{
     ContainerStateWaiting, ContainerStatus as K8sStatus, Pod, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use keelson_client::events::EventType;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use tokio::sync::watch;
@@ -436,6 +437,11 @@ impl Worker {
             t.pull_backoff = Duration::ZERO;
             match rt.start_container(&sandbox, &self.pod, &c).await {
                 Ok(id) => {
+                    let events = &self.ctx.events;
+                    let created = format!("Created container {}", c.name);
+                    events.container(&self.pod, &c.name, EventType::Normal, "Created", &created);
+                    let started = format!("Started container {}", c.name);
+                    events.container(&self.pod, &c.name, EventType::Normal, "Started", &started);
                     if t.started_before {
                         t.restart_count += 1;
                     }
