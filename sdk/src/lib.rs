@@ -19,6 +19,9 @@
 //!   entry point that catches panics. Native plugins run at full speed but without the sandbox:
 //!   load only ones you trust.
 //!
+//! A daemon can also link a plugin crate and run it as a **built-in** through the same native
+//! ABI, without a library file: see [`builtin`].
+//!
 //! `keelson plugin new`, `build`, `inspect` and `check` wrap these steps. The contract is the
 //! WIT package `keelson:plugin@0.1.0` in the repository's `wit/` folder; [`bindings`] holds the
 //! Rust types generated from it, re-exported at the crate root.
@@ -58,6 +61,8 @@
 //! ```
 
 mod admission;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod builtin;
 pub mod cluster;
 pub mod fixtures;
 mod host;

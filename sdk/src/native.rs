@@ -2,10 +2,13 @@
 //! `unsafe` of the SDK outside the generated Wasm bindings.
 #![allow(unsafe_code)]
 
+use std::any::TypeId;
+use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
+use std::sync::Mutex;
 
 use keelson_plugin_abi::{Bytes, HostVtable, OwnedBuf, status};
 use serde::Serialize;
@@ -233,6 +236,17 @@ pub fn manifest(kind: &str, name: &str, exports: &[&str]) -> String {
         quote(name),
         exports.join(",")
     )
+}
+
+/// The manifest of built-in plugin type `T`, made by `make` on first use and kept for the
+/// process's life (one small string per type), so a built-in's manifest is `'static` like a
+/// library's.
+pub(crate) fn static_manifest<T: 'static>(make: impl FnOnce() -> String) -> &'static str {
+    static MANIFESTS: Mutex<BTreeMap<TypeId, &'static str>> = Mutex::new(BTreeMap::new());
+    let mut manifests = MANIFESTS.lock().unwrap_or_else(|e| e.into_inner());
+    manifests
+        .entry(TypeId::of::<T>())
+        .or_insert_with(|| Box::leak(make().into_boxed_str()))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Host network operations for network backends: the only way a backend touches the node.
 //!
 //! Each function is one typed operation (links, addresses, routes, neighbours, FDB entries,
-//! forwarding, Open vSwitch, the node's own CIDRs and addresses). There are no files and no
+//! forwarding, masquerading, Open vSwitch, the node's own CIDRs and addresses). There are no files and no
 //! sockets. Operations outside what the operator granted fail with
 //! [`NetError::PermissionDenied`].
 
@@ -701,6 +701,56 @@ pub fn default_interface(family: AddressFamily) -> Result<LinkInfo, NetError> {
         crate::host::native::call_import(
             const { keelson_plugin_abi::imports::host_net("default-interface") },
             &(family,),
+        )
+    }
+}
+
+/// Source-NATs to the node's address the traffic from `source` whose destination is in none of
+/// `exempt`: pods reach the outside world from the node's address while pod-to-pod traffic
+/// keeps pod addresses. The host keeps one rule per `source`, so calling it again replaces that
+/// rule (and its exemptions): the call is idempotent.
+///
+/// ```no_run
+/// # use keelson_plugin_sdk::{net::*, *};
+/// # fn f() -> Result<(), NetError> {
+/// let pods = IpPrefix { address: IpAddress::Ipv4((10, 244, 1, 0)), prefix_length: 24 };
+/// let cluster = IpPrefix { address: IpAddress::Ipv4((10, 244, 0, 0)), prefix_length: 16 };
+/// set_masquerade(pods, &[cluster])?;
+/// # Ok(()) }
+/// ```
+pub fn set_masquerade(source: IpPrefix, exempt: &[IpPrefix]) -> Result<(), NetError> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        crate::bindings::keelson::plugin::host_net::set_masquerade(source, exempt)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        crate::host::native::call_import(
+            const { keelson_plugin_abi::imports::host_net("set-masquerade") },
+            &(source, exempt),
+        )
+    }
+}
+
+/// Removes the masquerade rule of `source`; `NotFound` if there is none.
+///
+/// ```no_run
+/// # use keelson_plugin_sdk::{net::*, *};
+/// # fn f() -> Result<(), NetError> {
+/// let old_pods = IpPrefix { address: IpAddress::Ipv4((10, 244, 1, 0)), prefix_length: 24 };
+/// match clear_masquerade(old_pods) { Ok(()) | Err(NetError::NotFound) => {}, Err(e) => return Err(e) }
+/// # Ok(()) }
+/// ```
+pub fn clear_masquerade(source: IpPrefix) -> Result<(), NetError> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        crate::bindings::keelson::plugin::host_net::clear_masquerade(source)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        crate::host::native::call_import(
+            const { keelson_plugin_abi::imports::host_net("clear-masquerade") },
+            &(source,),
         )
     }
 }

@@ -311,4 +311,51 @@ pub mod native {
     }
 
     crate::native::entry_points!(NetworkBackend);
+
+    /// What a network backend's native manifest lists: the world's required exports.
+    const EXPORTS: &[&str] = &["lifecycle", "backend"];
+
+    // The built-in entry points: the export macro's `extern "C"` functions, made generic
+    // instead of `#[no_mangle]`, so a daemon can link any number of backends.
+
+    extern "C" fn builtin_create<T: NetworkBackend>(
+        host: *const keelson_plugin_abi::HostVtable,
+    ) -> *mut std::ffi::c_void {
+        // SAFETY: the host passes a vtable that outlives the instance, as for a library.
+        unsafe { create::<T>(host) }
+    }
+
+    extern "C" fn builtin_call<T: NetworkBackend>(
+        instance: *mut std::ffi::c_void,
+        func: u32,
+        input: keelson_plugin_abi::Bytes,
+        output: *mut keelson_plugin_abi::OwnedBuf,
+    ) -> u32 {
+        // SAFETY: the host passes an instance `builtin_create::<T>` made, input bytes valid
+        // for the call and a writable output buffer, as for a library.
+        unsafe { call::<T>(EXPORTS, instance, func, input, output) }
+    }
+
+    extern "C" fn builtin_destroy<T: NetworkBackend>(instance: *mut std::ffi::c_void) {
+        // SAFETY: the host passes an instance `builtin_create::<T>` made, once.
+        unsafe { destroy::<T>(instance) }
+    }
+
+    /// The backend `T` as a plugin linked into the daemon's binary.
+    pub fn builtin<T: NetworkBackend>() -> keelson_plugin_abi::Builtin {
+        keelson_plugin_abi::Builtin {
+            manifest: crate::native::static_manifest::<T>(|| {
+                crate::native::manifest("network-backend", T::NAME, EXPORTS)
+            }),
+            vtable: const {
+                &keelson_plugin_abi::PluginVtable {
+                    abi_version: keelson_plugin_abi::ABI_VERSION,
+                    create: builtin_create::<T>,
+                    call: builtin_call::<T>,
+                    free_buf: crate::native::free_buf,
+                    destroy: builtin_destroy::<T>,
+                }
+            },
+        }
+    }
 }

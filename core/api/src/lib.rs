@@ -21,4 +21,5 @@ pub mod registry;
 pub mod sa_token;
 pub mod selectors;
 pub mod table;
+pub mod tls;
 pub mod validation;

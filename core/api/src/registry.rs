@@ -144,6 +144,20 @@ const POD_SUBRESOURCES: &[Subresource] = &[
         version: "v1",
         verbs: &["create"],
     },
+    Subresource {
+        name: "exec",
+        kind: "PodExecOptions",
+        group: "",
+        version: "v1",
+        verbs: &["create", "get"],
+    },
+    Subresource {
+        name: "log",
+        kind: "Pod",
+        group: "",
+        version: "v1",
+        verbs: &["get"],
+    },
     status_of("Pod"),
 ];
 
@@ -171,8 +185,7 @@ const NAMESPACE_SUBRESOURCES: &[Subresource] = &[
     status_of("Namespace"),
 ];
 
-// pods/log, pods/exec, services/proxy and serviceaccounts/token are served once the kubelet
-// and the token controller exist; until then discovery does not list them.
+// services/proxy and serviceaccounts/token are not served yet; discovery does not list them.
 const SERVICE_ACCOUNT_SUBRESOURCES: &[Subresource] = &[];
 
 /// Shorthand for the core/v1 entries of the table below (positional so that the table

@@ -145,6 +145,7 @@ pub async fn start(cfg: Config) -> Result<RunningServer> {
     }
     let sans = crate::pki::default_sans(&sans);
     let pki = Pki::ensure(&PkiPaths::new(&cfg.data_dir), &sans)?;
+    crate::rest::pod_stream::ensure_kubelet_client_cert(&PkiPaths::new(&cfg.data_dir), &pki)?;
     let tls = tls_config(&pki)?;
 
     let store = open_store(&cfg).await?;
@@ -415,6 +416,9 @@ async fn handle(
                 // Namespaced kinds may be listed across namespaces; everything else must match
                 // its scope.
                 return response::error(&ApiError::no_route());
+            }
+            if crate::rest::pod_stream::handles(&p) {
+                return server.pod_stream(p, req).await;
             }
             let content_type = req
                 .headers()

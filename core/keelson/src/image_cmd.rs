@@ -1,4 +1,4 @@
-//! `keelson image import | ls`: images in containerd, as the kubelet will see them.
+//! `keelson image import | pull | ls`: images in containerd, as the kubelet will see them.
 
 use std::path::PathBuf;
 
@@ -13,6 +13,9 @@ pub enum ImageCommand {
     /// Import an OCI image-layout or `docker save` archive (tar) into containerd and unpack
     /// it, so that containers can be created from it.
     Import(ImportArgs),
+    /// Pull an image from an OCI distribution registry into containerd and unpack it, as the
+    /// kubelet does for a pod; prints progress, then the image's digest.
+    Pull(PullArgs),
     /// List containerd's images: reference, digest and size.
     Ls(ContainerdArgs),
 }
@@ -35,8 +38,40 @@ pub struct ImportArgs {
     containerd: ContainerdArgs,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct PullArgs {
+    /// The image reference (`busybox`, `registry.example:5000/app:v1`, `name@sha256:...`).
+    reference: String,
+    /// A registry (`host:port`) reached over plain HTTP instead of HTTPS; repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    insecure_registries: Vec<String>,
+    #[command(flatten)]
+    containerd: ContainerdArgs,
+}
+
 pub async fn run(command: ImageCommand) -> anyhow::Result<()> {
     match command {
+        ImageCommand::Pull(args) => {
+            let cd = connect(&args.containerd).await?;
+            let options = images::PullOptions {
+                insecure_registries: args.insecure_registries,
+                progress: Some(std::sync::Arc::new(print_progress)),
+                ..Default::default()
+            };
+            let pulled = images::pull(&cd, &args.reference, &options)
+                .await
+                .with_context(|| format!("pull {}", args.reference))?;
+            println!(
+                "pulled {} {} ({}, {} layers fetched, {} already present, in {})",
+                pulled.name,
+                pulled.target.digest,
+                human_size(pulled.size),
+                pulled.layers_fetched,
+                pulled.layers_present,
+                images::go_duration(pulled.duration)
+            );
+            Ok(())
+        }
         ImageCommand::Import(args) => {
             let cd = connect(&args.containerd).await?;
             let imported = images::import(&cd, &args.file)
@@ -57,6 +92,28 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<()> {
             let list = images::list(&cd).await.context("list images")?;
             print!("{}", table(&list));
             Ok(())
+        }
+    }
+}
+
+/// One line per finished step on stderr (stdout keeps the result), and a line per 10%
+/// of a large layer.
+fn print_progress(p: &images::Progress) {
+    let short = p.digest.get(..19).unwrap_or(&p.digest);
+    if p.present {
+        eprintln!("{} {short}: already present", p.what);
+    } else if p.done == p.total {
+        eprintln!("{} {short}: done ({})", p.what, human_size(p.total));
+    } else if p.total >= 10 << 20 {
+        let step = (p.total / 10).max(1);
+        // Reports come every MiB; print those that cross a tenth.
+        if p.done % step < (1 << 20) {
+            eprintln!(
+                "{} {short}: {} of {}",
+                p.what,
+                human_size(p.done),
+                human_size(p.total)
+            );
         }
     }
 }

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_controllers;
 mod bench_plugins;
+mod bench_pods;
 mod bench_scheduler;
 mod bench_scheduler_e2e;
 mod config;
@@ -12,6 +13,8 @@ mod kubelet_cmd;
 mod leader_args;
 mod plugin;
 mod plugin_check;
+mod private_containerd;
+mod proxy_cmd;
 mod scheduler_cmd;
 
 use anyhow::Context as _;
@@ -41,8 +44,10 @@ enum Command {
     ControllerManager(controller_manager_cmd::ControllerManagerArgs),
     /// Run the scheduler.
     Scheduler(scheduler_cmd::SchedulerArgs),
-    /// Run the node agent: registers the node and heartbeats (running pods comes next).
+    /// Run the node agent: registers the node and runs its pods on containerd.
     Kubelet(kubelet_cmd::KubeletArgs),
+    /// Run the service proxy: cluster IPs and node ports through nftables rules.
+    Proxy(proxy_cmd::ProxyArgs),
     /// Run the control plane in one process: the API server, the controller manager and the
     /// scheduler.
     Server(ServerArgs),
@@ -86,6 +91,9 @@ enum BenchCommand {
     /// One filter + score pass over 5,000 nodes: built-in Rust, native library, Wasm
     /// component; and a component's load time with a cold and a warm cache.
     Plugins(bench_plugins::BenchPluginsArgs),
+    /// Pod-create-to-Running latency through the API server and a kubelet on containerd,
+    /// one at a time and many at once, beside `ctr run` of the same image.
+    Pods(bench_pods::BenchPodsArgs),
     /// Pods per second through the scheduler, SchedulingBasic-like: built-in policies,
     /// native library, Wasm component.
     Scheduler(bench_scheduler::BenchSchedulerArgs),
@@ -128,10 +136,12 @@ fn main() -> anyhow::Result<()> {
             Command::ControllerManager(args) => run_controller_manager(args).await,
             Command::Scheduler(args) => run_scheduler(args).await,
             Command::Kubelet(args) => run_kubelet(args).await,
+            Command::Proxy(args) => run_proxy(args).await,
             Command::Server(args) => run_server(args).await,
             Command::Image(command) => image_cmd::run(command).await,
             Command::Bench(BenchCommand::Api(args)) => bench::run(args).await,
             Command::Bench(BenchCommand::Controllers(args)) => bench_controllers::run(args).await,
+            Command::Bench(BenchCommand::Pods(args)) => bench_pods::run(args).await,
             Command::Plugin(_)
             | Command::Bench(BenchCommand::Plugins(_) | BenchCommand::Scheduler(_)) => Ok(()),
         }
@@ -196,6 +206,20 @@ async fn run_kubelet(args: kubelet_cmd::KubeletArgs) -> anyhow::Result<()> {
             eprintln!("keelson: shutting down");
             let _ = stop.send(true);
             task.await.context("kubelet task")?
+        }
+    }
+}
+
+async fn run_proxy(args: proxy_cmd::ProxyArgs) -> anyhow::Result<()> {
+    let resolved = args.resolve()?;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let mut task = tokio::spawn(proxy_cmd::run(resolved, shutdown));
+    tokio::select! {
+        r = &mut task => r.context("proxy task")?,
+        _ = wait_for_signal() => {
+            eprintln!("keelson: shutting down");
+            let _ = stop.send(true);
+            task.await.context("proxy task")?
         }
     }
 }

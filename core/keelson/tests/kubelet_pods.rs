@@ -4,10 +4,12 @@
 //! restarted, and are stopped and deleted. Needs root (a private containerd and runc).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use keelson_kubelet::runtime::{PodContainer, Runtime};
+use keelson_kubelet::runtime::PodContainer;
 use keelson_testsupport::{KubeletNode, condition, script_pod, tail, wait_until};
 use serde_json::Value;
 
@@ -44,20 +46,7 @@ impl Fixture {
 
     /// The pod containers containerd holds in the test's namespace.
     fn containers(&self) -> Vec<PodContainer> {
-        let cd = self.containerd();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let client = keelson_kubelet::Containerd::connect(&cd.socket, &cd.namespace)
-                .await
-                .unwrap();
-            let runtime = Runtime::new(client, self.root.path().join("unused"))
-                .await
-                .unwrap();
-            runtime.list_pod_containers().await.unwrap()
-        })
+        common::pod_containers(&self.node)
     }
 }
 
@@ -91,7 +80,7 @@ fn the_kubelet_runs_restarts_adopts_and_deletes_pods() {
         pod("hello", "busybox", "Always", "echo hello; sleep 1000"),
         pod("crash", "busybox", "Always", "exit 1"),
         pod("done", "busybox:latest", "Never", "echo bye; exit 0"),
-        pod("missing", "example.invalid/nothing:1", "Always", "true"),
+        pod("missing", "127.0.0.1:9/nothing:1", "Always", "true"),
     ]);
 
     // Running and Ready, with its log under the root dir.
@@ -159,8 +148,15 @@ fn the_kubelet_runs_restarts_adopts_and_deletes_pods() {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    assert!(message.contains("keelson image import"), "{message}");
-    assert!(message.contains("not implemented"), "{message}");
+    // The pull was tried (HTTPS: the registry is not named insecure) and refused: a registry
+    // on loopback with nothing listening, so the test sends nothing off the machine.
+    assert!(
+        message.contains("failed to pull and unpack image \"127.0.0.1:9/nothing:1\"")
+            && message.contains("https://127.0.0.1:9/v2/nothing/manifests/1")
+            && message.contains("connection refused"),
+        "{message}\n{}",
+        tail(&f.log(), 30)
+    );
     assert_eq!(missing["status"]["phase"], "Pending");
     f.wait_pod("missing", "ImagePullBackOff", 40, |p| {
         waiting_reason(p) == "ImagePullBackOff"

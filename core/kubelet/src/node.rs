@@ -73,6 +73,8 @@ pub struct NodeConfig {
     pub status_report_frequency: Duration,
     /// The container runtime's version (`containerd://2.0.0`), when known.
     pub container_runtime_version: Option<String>,
+    /// The kubelet server's port (status.daemonEndpoints.kubeletEndpoint.port).
+    pub kubelet_port: u16,
 }
 
 impl Default for NodeConfig {
@@ -89,6 +91,7 @@ impl Default for NodeConfig {
             status_update_frequency: Duration::from_secs(10),
             status_report_frequency: Duration::from_secs(300),
             container_runtime_version: None,
+            kubelet_port: 10250,
         }
     }
 }
@@ -322,7 +325,9 @@ pub fn desired_status(
         addresses: Some(addresses),
         conditions: Some(conditions),
         daemon_endpoints: Some(NodeDaemonEndpoints {
-            kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(config.kubelet_port),
+            }),
         }),
         node_info: Some(NodeSystemInfo {
             architecture: arch().into(),

@@ -14,7 +14,7 @@ use keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keelson_kubelet::Containerd;
 use keelson_kubelet::images;
 use keelson_kubelet::runtime::{
-    ContainerId, ContainerState, ContainerStatus, Error, Kind, Runtime, SandboxId,
+    ContainerExtras, ContainerId, ContainerState, ContainerStatus, Error, Kind, Runtime, SandboxId,
 };
 use keelson_testsupport::{Containerd as PrivateContainerd, busybox_image};
 
@@ -94,7 +94,7 @@ impl Fixture {
 
     async fn run(&self, sandbox: &SandboxId, pod: &Pod, c: &Container) -> ContainerId {
         self.rt
-            .start_container(sandbox, pod, c)
+            .start_container(sandbox, pod, c, &ContainerExtras::default())
             .await
             .unwrap_or_else(|e| panic!("start {}: {e}\ncontainerd log:\n{}", c.name, self.log()))
     }
@@ -390,7 +390,7 @@ async fn a_missing_command_fails_clearly() {
     let began = Instant::now();
     let err = fx
         .rt
-        .start_container(&sandbox, &p, &c)
+        .start_container(&sandbox, &p, &c, &ContainerExtras::default())
         .await
         .expect_err("no such command");
     assert!(began.elapsed() < Duration::from_secs(20));
@@ -411,7 +411,7 @@ async fn a_missing_command_fails_clearly() {
     };
     let text = fx
         .rt
-        .start_container(&sandbox, &p, &missing)
+        .start_container(&sandbox, &p, &missing, &ContainerExtras::default())
         .await
         .expect_err("no such image")
         .to_string();

@@ -18,14 +18,18 @@ pub enum PluginFormat {
     /// A native shared library with the C ABI of `keelson-plugin-abi`, run at full speed and
     /// without a sandbox.
     NativeLibrary,
+    /// A plugin linked into the daemon's own binary, run through the native ABI like a
+    /// native library but without a file.
+    Builtin,
 }
 
 impl PluginFormat {
-    /// The format's name: `wasm-component` or `native-library`.
+    /// The format's name: `wasm-component`, `native-library` or `builtin`.
     pub fn as_str(&self) -> &'static str {
         match self {
             PluginFormat::WasmComponent => "wasm-component",
             PluginFormat::NativeLibrary => "native-library",
+            PluginFormat::Builtin => "builtin",
         }
     }
 }

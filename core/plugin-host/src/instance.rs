@@ -85,8 +85,9 @@ impl<X: WasmExports> Core<X> {
     }
 
     pub(crate) fn format(&self) -> PluginFormat {
-        match self.artifact {
+        match &self.artifact {
             Artifact::Wasm { .. } => PluginFormat::WasmComponent,
+            Artifact::Native(library) if library.builtin => PluginFormat::Builtin,
             Artifact::Native(_) => PluginFormat::NativeLibrary,
         }
     }

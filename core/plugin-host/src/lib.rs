@@ -8,6 +8,8 @@
 //! what the plugin imports, and returns a [`LoadedPlugin`]: a [`SchedulerPlugin`], an
 //! [`AdmissionPlugin`] or a [`NetworkPlugin`], each with the same methods whether it runs as
 //! Wasm or natively. [`PluginHost::inspect`] reports what a file is without running it.
+//! [`PluginHost::load_builtin`] and [`PluginHost::load_network_builtin`] run a plugin linked
+//! into the daemon's binary (a [`Builtin`]) through the native path, without a file.
 //!
 //! # Limits and their defaults
 //!
@@ -86,6 +88,7 @@ pub use bindings::keelson::plugin::types::{
 pub use cache::CacheStats;
 pub use error::{Error, Result};
 pub use format::{CONTRACT_VERSION, PluginFormat, PluginInfo, PluginKind};
+pub use keelson_plugin_abi::Builtin;
 pub use metrics::{LATENCY_BUCKETS, LatencyHistogram, PluginMetrics};
 pub use network::{
     AddressFamily, AttachRequest, AttachResult, AttachedPod, DetachRequest, IpAddress, IpPrefix,
@@ -482,6 +485,79 @@ impl PluginHost {
             ..HostServices::default()
         };
         Ok(NetworkPlugin::new(self.core(spec, opened, &services)?))
+    }
+
+    /// Loads the network backend `builtin`, linked into this binary, as plugin `name`, with
+    /// `host_net` serving its operations; see [`load_builtin`](Self::load_builtin).
+    ///
+    /// ```no_run
+    /// # fn f(host: &keelson_plugin_host::PluginHost, b: keelson_plugin_host::Builtin) -> keelson_plugin_host::Result<()> {
+    /// let net = std::sync::Arc::new(keelson_plugin_host::DryRunHostNet::default());
+    /// let mut plugin = host.load_network_builtin("bridge", &b, net)?;
+    /// plugin.configure("{}")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn load_network_builtin(
+        &self,
+        name: &str,
+        builtin: &Builtin,
+        host_net: Arc<dyn HostNet>,
+    ) -> Result<NetworkPlugin> {
+        let services = HostServices {
+            host_net,
+            ..HostServices::default()
+        };
+        match self.load_builtin(&PluginSpec::new(name, ""), builtin, &services)? {
+            LoadedPlugin::Network(plugin) => Ok(plugin),
+            other => Err(Error::WrongKind {
+                plugin: name.to_string(),
+                expected: PluginKind::NetworkBackend,
+                found: other.kind(),
+            }),
+        }
+    }
+
+    /// Loads a plugin linked into this binary (`keelson_plugin_sdk::builtin`) as plugin
+    /// `spec.name` (`spec.path` is not used). It runs through the native ABI exactly like a
+    /// native library: the manifest and the vtable's ABI version are checked the same way,
+    /// panics are caught at the boundary, a failed instance is replaced by a fresh, replayed
+    /// one, and calls are counted in the same metrics. Like a native library it is not
+    /// sandboxed and cannot be interrupted.
+    pub fn load_builtin(
+        &self,
+        spec: &PluginSpec,
+        builtin: &Builtin,
+        services: &HostServices,
+    ) -> Result<LoadedPlugin> {
+        let library = native::builtin(&spec.name, builtin)?;
+        let info = PluginInfo {
+            path: spec.path.clone(),
+            format: PluginFormat::Builtin,
+            kind: library.kind,
+            contract: library.manifest.contract.clone(),
+            abi_version: Some(keelson_plugin_abi::ABI_VERSION),
+            name: Some(library.manifest.name.clone()),
+            exports: library.manifest.exports.clone(),
+            imports: Vec::new(),
+            size: 0,
+            sha256: String::new(),
+            compiled_cached: None,
+        };
+        let opened = Opened {
+            info,
+            artifact: OpenedArtifact::Native(library),
+        };
+        Ok(match opened.info.kind {
+            PluginKind::SchedulerPolicy => {
+                LoadedPlugin::Scheduler(SchedulerPlugin::new(self.core(spec, opened, services)?))
+            }
+            PluginKind::AdmissionCheck => {
+                LoadedPlugin::Admission(AdmissionPlugin::new(self.core(spec, opened, services)?))
+            }
+            PluginKind::NetworkBackend => {
+                LoadedPlugin::Network(NetworkPlugin::new(self.core(spec, opened, services)?))
+            }
+        })
     }
 
     fn open_kind(&self, spec: &PluginSpec, expected: PluginKind) -> Result<Opened> {

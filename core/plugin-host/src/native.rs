@@ -1,4 +1,5 @@
-//! The native plugin loader: shared libraries with the C ABI of `keelson-plugin-abi`.
+//! The native plugin loader: shared libraries with the C ABI of `keelson-plugin-abi`, and
+//! plugins linked into the daemon's binary that speak the same ABI ([`builtin`]).
 //!
 //! This is the only module of the crate with `unsafe` code. What it relies on:
 //!
@@ -29,8 +30,8 @@ use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
 use keelson_plugin_abi::{
-    ABI_VERSION, AbiVersionFn, Bytes, CONTRACT, HostVtable, ManifestFn, OwnedBuf, PluginVtable,
-    SYMBOL_ABI_VERSION, SYMBOL_MANIFEST, SYMBOL_VTABLE, VtableFn, imports, status,
+    ABI_VERSION, AbiVersionFn, Builtin, Bytes, CONTRACT, HostVtable, ManifestFn, OwnedBuf,
+    PluginVtable, SYMBOL_ABI_VERSION, SYMBOL_MANIFEST, SYMBOL_VTABLE, VtableFn, imports, status,
 };
 use libloading::Library;
 use serde::Serialize;
@@ -64,6 +65,8 @@ pub(crate) struct NativeLibrary {
     pub(crate) manifest: Manifest,
     pub(crate) kind: PluginKind,
     vtable: &'static PluginVtable,
+    /// Linked into this binary rather than loaded from a file.
+    pub(crate) builtin: bool,
 }
 
 impl NativeLibrary {
@@ -140,43 +143,28 @@ pub(crate) fn load(plugin: &str, path: &Path, bytes: &[u8]) -> Result<Arc<Native
         // which is never unloaded.
         unsafe { std::slice::from_raw_parts(raw.ptr, raw.len) }.to_vec()
     };
-    let bad_manifest = |reason: String| Error::NativeManifest {
-        plugin: plugin.to_string(),
-        reason,
-    };
-    let manifest: Manifest =
-        serde_json::from_slice(&manifest_bytes).map_err(|e| bad_manifest(e.to_string()))?;
-    if manifest.contract != CONTRACT {
-        return Err(Error::ContractVersion {
-            plugin: plugin.to_string(),
-            found: contract_version(&manifest.contract).to_string(),
-            supported: crate::format::CONTRACT_VERSION,
-        });
-    }
-    let kind: PluginKind = manifest.kind.parse().map_err(bad_manifest)?;
+    let (manifest, kind) = parse_manifest(plugin, &manifest_bytes)?;
 
     // SAFETY: as for the manifest: a symbol of this ABI version with this signature.
     let vtable_fn: VtableFn =
         *unsafe { library.get::<VtableFn>(SYMBOL_VTABLE) }.map_err(|_| missing(SYMBOL_VTABLE))?;
     let vtable = vtable_fn();
     if vtable.is_null() {
-        return Err(bad_manifest("keelson_plugin_vtable returned null".into()));
+        return Err(Error::NativeManifest {
+            plugin: plugin.to_string(),
+            reason: "keelson_plugin_vtable returned null".into(),
+        });
     }
     // SAFETY: a non-null pointer to the library's static vtable, which lives as long as the
     // library, that is for the rest of the process.
     let vtable: &'static PluginVtable = unsafe { &*vtable };
-    if vtable.abi_version != ABI_VERSION {
-        return Err(Error::AbiVersion {
-            plugin: plugin.to_string(),
-            found: vtable.abi_version,
-            supported: ABI_VERSION,
-        });
-    }
+    check_vtable(plugin, vtable)?;
 
     let loaded = Arc::new(NativeLibrary {
         manifest,
         kind,
         vtable,
+        builtin: false,
     });
     registry.insert(
         canonical,
@@ -186,6 +174,50 @@ pub(crate) fn load(plugin: &str, path: &Path, bytes: &[u8]) -> Result<Arc<Native
         },
     );
     Ok(loaded)
+}
+
+/// Checks a plugin linked into this binary as a library's manifest and vtable are checked.
+/// Nothing is loaded or registered: the code is the daemon's own.
+pub(crate) fn builtin(plugin: &str, builtin: &Builtin) -> Result<Arc<NativeLibrary>> {
+    check_vtable(plugin, builtin.vtable)?;
+    let (manifest, kind) = parse_manifest(plugin, builtin.manifest.as_bytes())?;
+    Ok(Arc::new(NativeLibrary {
+        manifest,
+        kind,
+        vtable: builtin.vtable,
+        builtin: true,
+    }))
+}
+
+/// Parses a manifest and checks its contract and kind.
+fn parse_manifest(plugin: &str, bytes: &[u8]) -> Result<(Manifest, PluginKind)> {
+    let bad_manifest = |reason: String| Error::NativeManifest {
+        plugin: plugin.to_string(),
+        reason,
+    };
+    let manifest: Manifest =
+        serde_json::from_slice(bytes).map_err(|e| bad_manifest(e.to_string()))?;
+    if manifest.contract != CONTRACT {
+        return Err(Error::ContractVersion {
+            plugin: plugin.to_string(),
+            found: contract_version(&manifest.contract).to_string(),
+            supported: crate::format::CONTRACT_VERSION,
+        });
+    }
+    let kind: PluginKind = manifest.kind.parse().map_err(bad_manifest)?;
+    Ok((manifest, kind))
+}
+
+/// Refuses a vtable of another ABI version, whose layout cannot be trusted.
+fn check_vtable(plugin: &str, vtable: &PluginVtable) -> Result<()> {
+    if vtable.abi_version != ABI_VERSION {
+        return Err(Error::AbiVersion {
+            plugin: plugin.to_string(),
+            found: vtable.abi_version,
+            supported: ABI_VERSION,
+        });
+    }
+    Ok(())
 }
 
 /// How a native call failed.

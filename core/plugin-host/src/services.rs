@@ -98,6 +98,8 @@ macro_rules! host_net_functions {
             node_pod_cidrs "node-pod-cidrs" () -> Vec<IpPrefix>;
             node_addresses "node-addresses" () -> Vec<NodeAddress>;
             default_interface "default-interface" (family: AddressFamily) -> LinkInfo;
+            set_masquerade "set-masquerade" (source: IpPrefix, exempt: Vec<IpPrefix>) -> ();
+            clear_masquerade "clear-masquerade" (source: IpPrefix) -> ();
         }
     };
 }
@@ -107,7 +109,7 @@ macro_rules! define_host_net {
     ($($method:ident $wit:literal ($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
         /// Privileged network operations for network backends (`keelson:plugin/host-net`), one
         /// method per WIT function with the WIT types; the kubelet implements them over
-        /// netlink and OVSDB.
+        /// netlink, nftables (masquerading) and OVSDB.
         ///
         /// Every method has a default that fails with `unsupported`, so an implementation (or a
         /// test fake) provides what it supports. Calls arrive on the thread running the plugin
@@ -266,6 +268,9 @@ mod tests {
             net.set_link_up(Netns::Pod("u1".into()), "lo".into(), true),
             Ok(())
         );
+        assert_eq!(net.set_masquerade(cidr, vec![cidr]), Ok(()));
+        assert_eq!(net.clear_masquerade(cidr), Ok(()));
+        let cidr_text = format!("{cidr:?}");
         assert_eq!(
             net.calls(),
             vec![
@@ -273,6 +278,8 @@ mod tests {
                 "list-addresses(Netns::Host, \"kbr0\")".to_string(),
                 "get-link(Netns::Host, \"kbr0\")".to_string(),
                 "set-link-up(Netns::Pod(\"u1\"), \"lo\", true)".to_string(),
+                format!("set-masquerade({cidr_text}, [{cidr_text}])"),
+                format!("clear-masquerade({cidr_text})"),
             ]
         );
     }

@@ -4,8 +4,10 @@
 //! when their guard drops, even when the test fails.
 
 mod node;
+mod registry;
 
 pub use node::{KubeletNode, condition, script_pod, tail};
+pub use registry::{Pushed, Registry};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -58,7 +58,8 @@ impl Drop for KubeletNode {
 }
 
 impl KubeletNode {
-    /// Starts everything; the kubelet gets `extra_args` after the fixture's own flags. Panics
+    /// Starts everything; the kubelet gets `extra_args` after the fixture's own flags (and
+    /// `--network-plugin none` unless they name a network plugin). Panics
     /// with the reason when a private containerd cannot run here (not root, no containerd).
     pub fn start(bin: &Path, node: &str, node_ip: &str, extra_args: &[&str]) -> Self {
         let me = Self::start_without_kubelet(bin, node, node_ip, extra_args);
@@ -130,6 +131,23 @@ impl KubeletNode {
             "--root-dir",
             &root,
         ];
+        // Pods get loopback only unless the test picks a network backend: a backend makes
+        // node-wide objects (a bridge, NAT rules) that tests running side by side would share.
+        if !self
+            .extra_args
+            .iter()
+            .any(|a| a.starts_with("--network-plugin"))
+        {
+            args.extend(["--network-plugin", "none"]);
+        }
+        // The kubelet server on a port of its own (reported in the Node), not 10250 for all.
+        if !self
+            .extra_args
+            .iter()
+            .any(|a| a == "--port" || a.starts_with("--port="))
+        {
+            args.extend(["--port", "0"]);
+        }
         args.extend(self.extra_args.iter().map(String::as_str));
         let kubelet = DaemonProc::start(&self.bin, &self.cluster.server, "kubelet", name, &args);
         self.kubelet = Some(kubelet);
@@ -177,7 +195,9 @@ pub fn tail(text: &str, lines: usize) -> String {
 }
 
 /// A pod in `default` bound to `node` with one busybox-style container `app` running `script`
-/// under `sh -c`, grace period 2 s.
+/// under `sh -c`, grace period 2 s. Its imagePullPolicy is IfNotPresent: the test node has
+/// busybox imported and no way out to Docker Hub, which `Always` (the default for an
+/// untagged image) would make the kubelet ask.
 pub fn script_pod(node: &str, name: &str, image: &str, policy: &str, script: &str) -> Value {
     serde_json::json!({
         "apiVersion": "v1",
@@ -187,7 +207,8 @@ pub fn script_pod(node: &str, name: &str, image: &str, policy: &str, script: &st
             "nodeName": node,
             "restartPolicy": policy,
             "terminationGracePeriodSeconds": 2,
-            "containers": [{"name": "app", "image": image, "command": ["sh", "-c", script]}],
+            "containers": [{"name": "app", "image": image, "imagePullPolicy": "IfNotPresent",
+                            "command": ["sh", "-c", script]}],
         },
     })
 }

@@ -116,6 +116,31 @@ pub struct PluginVtable {
     pub destroy: extern "C" fn(instance: *mut c_void),
 }
 
+/// A plugin linked into the daemon's own binary: what a native library's [`SYMBOL_MANIFEST`]
+/// and [`SYMBOL_VTABLE`] would return, without a library file or symbol lookups.
+///
+/// The SDK makes one from a plugin type (`keelson_plugin_sdk::builtin::network::<T>()`) and the
+/// host runs it through exactly the path it runs a native library through: the same vtable,
+/// the same encoding, panics caught at the same boundary. A plugin therefore behaves the same
+/// built into the daemon, as a native library, or as a Wasm component.
+#[derive(Clone, Copy)]
+pub struct Builtin {
+    /// The plugin's [manifest](crate#manifest) JSON.
+    pub manifest: &'static str,
+    /// The plugin's functions; `abi_version` is [`ABI_VERSION`] of the crate the plugin was
+    /// built with.
+    pub vtable: &'static PluginVtable,
+}
+
+impl std::fmt::Debug for Builtin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builtin")
+            .field("manifest", &self.manifest)
+            .field("abi_version", &self.vtable.abi_version)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The functions the host gives each native instance: its imports (logging, cluster lookups,
 /// network operations), behind one entry point.
 #[repr(C)]
@@ -200,7 +225,9 @@ pub mod imports {
     pub const HOST_NET_BASE: u32 = 200;
 
     /// The functions of `host-net`, in declaration order; function `HOST_NET[i]` has id
-    /// `HOST_NET_BASE + i`.
+    /// `HOST_NET_BASE + i`. New functions are only ever appended (as `wit/network.wit` appends
+    /// them), so the id of a function never changes and a library built before an addition
+    /// keeps working: it simply never calls the new ids.
     pub const HOST_NET: &[&str] = &[
         "create-link",
         "delete-link",
@@ -231,6 +258,8 @@ pub mod imports {
         "node-pod-cidrs",
         "node-addresses",
         "default-interface",
+        "set-masquerade",
+        "clear-masquerade",
     ];
 
     /// The id of the `host-net` function named `name`, for constants: naming a function that

@@ -27,14 +27,32 @@ pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
             "Service" => service(obj),
             "Endpoints" => endpoints(obj),
             "Namespace" => namespace(obj),
-            "Secret" => {
-                if let Some(o) = obj.as_object_mut() {
-                    default_str(o, "type", "Opaque");
-                }
-            }
+            "Secret" => secret(obj),
             "Node" => node(obj),
             "LimitRange" => limit_range(obj),
             _ => {}
+        }
+    }
+}
+
+/// `type` Opaque by default, and `stringData` merged into `data` (base64, winning over a key
+/// of the same name) and dropped, as Kubernetes' conversion does: `stringData` is write-only.
+fn secret(obj: &mut Value) {
+    use base64::Engine as _;
+    let Some(o) = obj.as_object_mut() else {
+        return;
+    };
+    default_str(o, "type", "Opaque");
+    let Some(Value::Object(strings)) = o.remove("stringData") else {
+        return;
+    };
+    let Some(data) = child(o, "data") else {
+        return;
+    };
+    for (k, v) in strings {
+        if let Value::String(text) = v {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+            data.insert(k, Value::String(encoded));
         }
     }
 }
@@ -625,6 +643,16 @@ mod tests {
 
         let secret = defaulted("secrets", json!({"metadata": {"name": "s"}}));
         assert_eq!(secret["type"], "Opaque");
+        let secret = defaulted(
+            "secrets",
+            json!({"metadata": {"name": "s"}, "data": {"a": "eA==", "b": "eQ=="},
+                   "stringData": {"b": "two", "c": "three"}}),
+        );
+        assert_eq!(
+            secret["data"],
+            json!({"a": "eA==", "b": "dHdv", "c": "dGhyZWU="})
+        );
+        assert!(secret.get("stringData").is_none(), "{secret}");
 
         let node = defaulted(
             "nodes",

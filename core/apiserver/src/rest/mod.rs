@@ -1,6 +1,7 @@
 //! The REST surface for resources: get, list, watch, create, update, patch, delete,
 //! deletecollection, and the subresources (status, scale, binding, finalize, eviction).
 
+pub(crate) mod pod_stream;
 mod propagation;
 mod read;
 mod subresources;

@@ -25,7 +25,7 @@ use containerd_client::types;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
-use super::archive::{self, Archive, Blob, Descriptor, ImagePlan, Source};
+use super::archive::{self, Archive, Blob, Descriptor, ImagePlan, Manifest, Source};
 use super::{Error, Result};
 use crate::containerd::{Containerd, RpcExt as _, error_chain, rpc_error};
 
@@ -81,11 +81,17 @@ pub async fn import(cd: &Containerd, path: &Path) -> Result<Vec<ImportedImage>> 
     }
     // The image records now hold what the lease held; without them, the lease's end lets
     // containerd collect the partial import.
+    delete_lease(cd, &lease).await;
+    result.map(|()| imported)
+}
+
+/// Ends a lease (a failure is only logged: the lease expires on its own).
+pub(super) async fn delete_lease(cd: &Containerd, lease: &str) {
     let deleted = cd
         .leases()
         .delete(cd.request(
             DeleteLeaseRequest {
-                id: lease.clone(),
+                id: lease.to_string(),
                 sync: false,
             },
             None,
@@ -94,10 +100,9 @@ pub async fn import(cd: &Containerd, path: &Path) -> Result<Vec<ImportedImage>> 
     if let Err(status) = deleted {
         tracing::warn!(lease = %lease, "cannot delete import lease: {}", status.message());
     }
-    result.map(|()| imported)
 }
 
-async fn create_lease(cd: &Containerd) -> Result<String> {
+pub(super) async fn create_lease(cd: &Containerd) -> Result<String> {
     let expiry = jiff::Timestamp::now()
         .checked_add(jiff::SignedDuration::try_from(LEASE_EXPIRY).unwrap_or_default())
         .unwrap_or_else(|_| jiff::Timestamp::now());
@@ -149,7 +154,15 @@ async fn import_one(
         ensure_blob(cd, archive, blob, labels, lease).await?;
     }
 
-    let chain_id = unpack(cd, &image, &plan, snapshotter, lease).await?;
+    let chain_id = unpack(
+        cd,
+        &image,
+        &plan.manifest,
+        &plan.config.rootfs.diff_ids,
+        snapshotter,
+        lease,
+    )
+    .await?;
     // Tie the snapshots to the config, as containerd's own unpacker does: the image keeps the
     // config, the config keeps the snapshot chain.
     set_labels(
@@ -231,7 +244,7 @@ async fn ensure_blob(
     }
 }
 
-async fn set_labels(
+pub(super) async fn set_labels(
     cd: &Containerd,
     digest: &str,
     labels: HashMap<String, String>,
@@ -344,20 +357,16 @@ async fn write_blob(
 
 /// Applies each layer on top of its parent's snapshot and commits it under its chain id;
 /// layers already unpacked are skipped. Returns the top layer's chain id.
-async fn unpack(
+pub(super) async fn unpack(
     cd: &Containerd,
     image: &str,
-    plan: &ImagePlan,
+    manifest: &Manifest,
+    diff_ids: &[String],
     snapshotter: &str,
     lease: &str,
 ) -> Result<String> {
     let mut parent = String::new();
-    for (layer, diff_id) in plan
-        .manifest
-        .layers
-        .iter()
-        .zip(&plan.config.rootfs.diff_ids)
-    {
+    for (layer, diff_id) in manifest.layers.iter().zip(diff_ids) {
         let unpack_err = |reason: String| Error::Unpack {
             image: image.to_string(),
             layer: layer.digest.clone(),
@@ -477,7 +486,12 @@ async fn unpack(
 }
 
 /// Creates the image record, or points an existing one at the new target.
-async fn record_image(cd: &Containerd, name: &str, target: &Descriptor, lease: &str) -> Result<()> {
+pub(super) async fn record_image(
+    cd: &Containerd,
+    name: &str,
+    target: &Descriptor,
+    lease: &str,
+) -> Result<()> {
     let image = Image {
         name: name.to_string(),
         target: Some(types::Descriptor {

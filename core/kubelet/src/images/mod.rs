@@ -1,18 +1,25 @@
 //! Images in containerd: import from OCI image-layout and `docker save` archives (content,
-//! image records, unpacked snapshots), and list them.
+//! image records, unpacked snapshots), pull from OCI distribution registries, and list them.
 
 mod archive;
 mod import;
 mod list;
+mod pull;
 mod reference;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::containerd;
 
 pub use archive::{Descriptor, Platform};
 pub use import::{ImportedImage, import};
 pub use list::{ImageSummary, list};
+pub use pull::{
+    ContainerImages, Credential, Ensure, Notice, PULL_POLL, Progress, ProgressFn, PullConfig,
+    PullError, PullOptions, PullPolicy, PulledImage, back_off, credential_for,
+    credentials_from_secret, go_duration, pull,
+};
 pub use reference::normalize as normalize_reference;
 
 /// Media types of image content.
@@ -60,6 +67,24 @@ pub enum Error {
         snapshotter: String,
         reason: String,
     },
+    /// A pull failed on the registry's side (containerd's wording, which `ErrImagePull`
+    /// messages show).
+    #[error("failed to pull and unpack image {image:?}: {reason}")]
+    Pull { image: String, reason: PullError },
+    /// The outcome of a pull shared by concurrent callers.
+    #[error(transparent)]
+    Shared(Arc<Error>),
+}
+
+impl Error {
+    /// The registry-side reason of a failed pull, if that is what failed.
+    pub fn pull_error(&self) -> Option<&PullError> {
+        match self {
+            Error::Pull { reason, .. } => Some(reason),
+            Error::Shared(inner) => inner.pull_error(),
+            _ => None,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

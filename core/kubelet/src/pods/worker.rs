@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
     Container, ContainerState as K8sState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus as K8sStatus, Pod, PodStatus,
+    ContainerStateWaiting, ContainerStatus as K8sStatus, Pod, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use keelson_client::events::EventType;
@@ -26,6 +26,8 @@ use crate::runtime::{ContainerId, ContainerState, ContainerStatus, Kind, Sandbox
 pub(super) const ORPHAN_GRACE: Duration = Duration::from_secs(1);
 /// How long a worker waits after a failed sync.
 const RETRY: Duration = Duration::from_secs(2);
+/// The first wait after a failed network attach; it doubles up to the restart backoff's cap.
+const NET_RETRY: Duration = Duration::from_secs(1);
 /// How long a worker of a finished pod sleeps when nothing wakes it.
 const IDLE: Duration = Duration::from_secs(3600);
 
@@ -81,6 +83,27 @@ struct Worker {
     start_time: Option<Time>,
     /// The status last posted by this worker.
     posted: Option<PodStatus>,
+    /// The probes of the running containers.
+    probes: crate::probes::PodProbes,
+    /// The last mirror pod error logged (static pods), so it is logged once.
+    mirror_error: Option<String>,
+    /// The pod's volumes and files.
+    volumes: crate::volumes::PodVolumes,
+    /// The pod's network attachment.
+    net: NetState,
+    /// The pod's image pulls.
+    pulls: images::ContainerImages,
+}
+
+/// What the worker knows of its sandbox's network attachment.
+#[derive(Default)]
+struct NetState {
+    /// The pod's IPs once attached.
+    ips: Vec<String>,
+    backoff: Duration,
+    retry_at: Option<Instant>,
+    /// Why the last attach failed.
+    message: Option<String>,
 }
 
 enum Next {
@@ -98,6 +121,7 @@ pub(super) async fn run(
     let Some(pod) = rx.borrow_and_update().clone() else {
         return;
     };
+    let pulls = images::ContainerImages::new(ctx.config.image_pulls.clone());
     let mut w = Worker {
         ctx,
         uid,
@@ -107,7 +131,13 @@ pub(super) async fn run(
         adopted: false,
         start_time: None,
         posted: None,
+        probes: Default::default(),
+        mirror_error: None,
+        volumes: Default::default(),
+        net: NetState::default(),
+        pulls,
     };
+    let probed = w.probes.wake();
     loop {
         if *shutdown.borrow() {
             return;
@@ -135,6 +165,7 @@ pub(super) async fn run(
                 }
             }
             _ = tokio::time::sleep(wait) => {}
+            _ = probed.notified() => {}
             _ = shutdown.changed() => {}
         }
     }
@@ -230,7 +261,11 @@ impl Worker {
                 }
             }
         }
-        if let Some(status) = &self.pod.status {
+        let mut status = self.pod.status.clone();
+        if status.is_none() && crate::static_pods::is_static(&self.pod) {
+            status = crate::static_pods::mirror_status(&self.ctx.client, &self.pod).await;
+        }
+        if let Some(status) = &status {
             self.start_time = status.start_time.clone();
             for cs in status.container_statuses.iter().flatten() {
                 let t = self.containers.entry(cs.name.clone()).or_default();
@@ -266,9 +301,14 @@ impl Worker {
                 })
                 .unwrap_or(30)
                 .max(0);
+            self.stopping_events();
             self.remove(Duration::from_secs(grace.unsigned_abs()))
                 .await?;
-            self.delete_for_good().await?;
+            if crate::static_pods::is_static(&self.pod) {
+                self.remove_mirror().await;
+            } else {
+                self.delete_for_good().await?;
+            }
             return Ok(Next::Done);
         }
         let api_phase = self
@@ -288,6 +328,9 @@ impl Worker {
             self.start_time = Some(Time(jiff::Timestamp::now()));
         }
         let next = self.sync_containers().await?;
+        if crate::static_pods::is_static(&self.pod) {
+            self.ensure_mirror().await;
+        }
         self.post_status().await?;
         Ok(Next::After(next))
     }
@@ -296,6 +339,26 @@ impl Worker {
     async fn sync_containers(&mut self) -> Result<Duration> {
         let rt = self.ctx.runtime.clone();
         let mut next = self.ctx.config.resync;
+        let volumes = self
+            .volumes
+            .set_up(&self.ctx.client, &self.ctx.config.volumes, &self.pod)
+            .await;
+        if let Err(e) = volumes {
+            let message = e.to_string();
+            tracing::warn!(pod = %self.name(), "{message}");
+            let events = &self.ctx.events;
+            events.pod(&self.pod, EventType::Warning, "FailedMount", &message);
+            let delay = self.volumes.backoff();
+            // A pod whose volumes were never set up waits; a running one keeps going.
+            if self.sandbox.is_none() {
+                for c in self.spec_containers() {
+                    let t = self.containers.entry(c.name).or_default();
+                    t.state = waiting("ContainerCreating", None);
+                }
+                return Ok(delay);
+            }
+            next = next.min(delay);
+        }
         let sandbox_running = match &self.sandbox {
             Some(id) => rt
                 .sandbox_status(id)
@@ -306,6 +369,7 @@ impl Worker {
         if !sandbox_running {
             if let Some(old) = self.sandbox.take() {
                 tracing::info!(pod = %self.name(), sandbox = %old, "sandbox is not running; recreating it");
+                self.detach_network(&old).await?;
                 rt.remove_sandbox(&old, Duration::ZERO).await?;
                 for t in self.containers.values_mut() {
                     t.id = None;
@@ -327,6 +391,9 @@ impl Worker {
         let Some(sandbox) = self.sandbox.clone() else {
             return Ok(next);
         };
+        if let Some(wait) = self.ensure_network(&sandbox).await {
+            return Ok(wait);
+        }
         let policy = self.policy();
         let pod_label = format!(
             "{}_{}({})",
@@ -335,6 +402,13 @@ impl Worker {
             self.uid
         );
         let mut images: Option<Vec<ImageSummary>> = None;
+        let pod_ip = self.pod_ips().first().and_then(|ip| ip.parse().ok());
+        let pod_grace = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds);
+        let pod_ips = self.pod_ips();
         for c in self.spec_containers() {
             let now = Instant::now();
             let t = self.containers.entry(c.name.clone()).or_default();
@@ -350,6 +424,38 @@ impl Worker {
                             }),
                             ..Default::default()
                         };
+                        let target = crate::probes::ProbeTarget {
+                            runtime: &rt,
+                            events: &self.ctx.events,
+                            pod: &self.pod,
+                            sandbox: &sandbox,
+                            pod_ip,
+                        };
+                        self.probes.running(&target, &c, &id, s.started_at).await;
+                        if let Some(kind) = self.probes.failed(&c.name) {
+                            let mut message =
+                                format!("Container {} failed {} probe", c.name, kind.lower());
+                            if policy != "Never" {
+                                message.push_str(", will be restarted");
+                            }
+                            let events = &self.ctx.events;
+                            events.container(
+                                &self.pod,
+                                &c.name,
+                                EventType::Normal,
+                                "Killing",
+                                &message,
+                            );
+                            let grace = crate::probes::PodProbes::kill_grace(
+                                &c,
+                                kind,
+                                pod_grace.unwrap_or(30),
+                            );
+                            self.probes.stopped(&c.name);
+                            crate::probes::kill(&rt, &id, grace).await?;
+                            // Its exit is seen (and acted on per restartPolicy) at once.
+                            next = Duration::ZERO;
+                        }
                         continue;
                     }
                     Ok(s) if s.state == ContainerState::Created => {
@@ -360,6 +466,7 @@ impl Worker {
                     // alone and looked at again.
                     Ok(s) if s.state == ContainerState::Unknown => continue,
                     Ok(s) => {
+                        self.probes.stopped(&c.name);
                         let term = terminated(&s, &id);
                         if !t.exit_handled {
                             let ran = match (s.started_at, s.finished_at) {
@@ -379,6 +486,21 @@ impl Worker {
                         t.last_state = Some(state);
                         if let Some(at) = t.retry_at.filter(|at| *at > now) {
                             let delay = at.saturating_duration_since(now);
+                            let reason = t.state.waiting.as_ref().and_then(|w| w.reason.as_deref());
+                            if reason != Some("CrashLoopBackOff") {
+                                let message = format!(
+                                    "Back-off restarting failed container {} in pod {pod_label}",
+                                    c.name
+                                );
+                                let events = &self.ctx.events;
+                                events.container(
+                                    &self.pod,
+                                    &c.name,
+                                    EventType::Warning,
+                                    "BackOff",
+                                    &message,
+                                );
+                            }
                             t.state = waiting(
                                 "CrashLoopBackOff",
                                 Some(format!(
@@ -394,48 +516,100 @@ impl Worker {
                         rt.stop_container(&id, Duration::ZERO).await?;
                         t.id = None;
                     }
-                    Err(crate::runtime::Error::NotFound { .. }) => t.id = None,
+                    Err(crate::runtime::Error::NotFound { .. }) => {
+                        self.probes.stopped(&c.name);
+                        t.id = None;
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
             if let Some(at) = t.retry_at.filter(|at| *at > now) {
-                // Waiting keeps the reason of the failed attempt (ErrImagePull,
-                // ImagePullBackOff, RunContainerError) until the next one.
+                // Waiting keeps the reason of the failed attempt (ErrImageNeverPull,
+                // RunContainerError) until the next one; a failed pull backs off as
+                // ImagePullBackOff.
+                let failed_pull = t
+                    .state
+                    .waiting
+                    .as_ref()
+                    .filter(|w| w.reason.as_deref() == Some("ErrImagePull"));
+                if let Some(failed) = failed_pull {
+                    let image_ref = c.image.clone().unwrap_or_default();
+                    let failure = failed.message.clone().unwrap_or_default();
+                    let (message, notices) = images::back_off(&image_ref, &failure);
+                    let events = &self.ctx.events;
+                    for n in &notices {
+                        events.container(&self.pod, &c.name, n.kind(), n.reason, &n.message);
+                    }
+                    t.state = waiting("ImagePullBackOff", Some(message));
+                }
                 next = next.min(at.saturating_duration_since(now));
                 continue;
             }
-            // Start (or restart) it; the image has to be in containerd.
-            let image_ref = c.image.clone().unwrap_or_default();
+            // Start (or restart) it once its image is there, per imagePullPolicy.
             let list = match &images {
                 Some(l) => l,
                 None => images.insert(images::list(rt.containerd()).await?),
             };
-            let found = images::normalize_reference(&image_ref)
-                .ok()
-                .and_then(|n| list.iter().find(|i| i.name == n || i.name == image_ref));
-            let Some(found) = found else {
-                t.pull_failures += 1;
-                t.pull_backoff = next_backoff(t.pull_backoff);
-                t.retry_at = Some(now + t.pull_backoff);
-                next = next.min(t.pull_backoff);
-                let reason = if t.pull_failures == 1 {
-                    "ErrImagePull"
-                } else {
-                    "ImagePullBackOff"
-                };
-                t.state = waiting(
-                    reason,
-                    Some(format!(
-                        "image {image_ref:?} is not in containerd (namespace {}) and pulling images from registries is not implemented yet: import it with `keelson image import`",
-                        rt.containerd().namespace()
-                    )),
-                );
-                continue;
+            let (ensured, notices) = self
+                .pulls
+                .ensure(rt.containerd(), &self.ctx.client, &self.pod, &c, list)
+                .await;
+            let events = &self.ctx.events;
+            for n in &notices {
+                events.container(&self.pod, &c.name, n.kind(), n.reason, &n.message);
+            }
+            let found = match ensured {
+                images::Ensure::Ready(found) => {
+                    if !list.iter().any(|i| i.digest == found.digest) {
+                        images = None;
+                    }
+                    found
+                }
+                images::Ensure::Pulling => {
+                    if t.state.waiting.is_none() {
+                        t.state = waiting("ContainerCreating", None);
+                    }
+                    next = next.min(images::PULL_POLL);
+                    continue;
+                }
+                images::Ensure::Failed { reason, message } => {
+                    t.pull_failures += 1;
+                    t.pull_backoff = next_backoff(t.pull_backoff);
+                    t.retry_at = Some(now + t.pull_backoff);
+                    next = next.min(t.pull_backoff);
+                    t.state = waiting(reason, Some(message));
+                    continue;
+                }
             };
-            t.image_id = image_id(found);
+            t.image_id = image_id(&found);
             t.pull_failures = 0;
             t.pull_backoff = Duration::ZERO;
-            match rt.start_container(&sandbox, &self.pod, &c).await {
+            let extras = self
+                .volumes
+                .container_extras(
+                    &self.ctx.client,
+                    &self.ctx.config.volumes,
+                    &self.ctx.events,
+                    &self.pod,
+                    &c,
+                    self.ctx.config.host_ip.as_deref(),
+                    &pod_ips,
+                )
+                .await;
+            let extras = match extras {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(pod = %pod_label, container = %c.name, "cannot make the container's configuration: {e}");
+                    let message = format!("Error: {e}");
+                    let events = &self.ctx.events;
+                    events.container(&self.pod, &c.name, EventType::Warning, "Failed", &message);
+                    t.retry_at = Some(now + RETRY);
+                    next = next.min(RETRY);
+                    t.state = waiting("CreateContainerConfigError", Some(e.to_string()));
+                    continue;
+                }
+            };
+            match rt.start_container(&sandbox, &self.pod, &c, &extras).await {
                 Ok(id) => {
                     let events = &self.ctx.events;
                     let created = format!("Created container {}", c.name);
@@ -463,6 +637,9 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::warn!(pod = %pod_label, container = %c.name, "cannot start: {e}");
+                    let message = format!("Error: {e}");
+                    let events = &self.ctx.events;
+                    events.container(&self.pod, &c.name, EventType::Warning, "Failed", &message);
                     t.backoff = next_backoff(t.backoff);
                     t.retry_at = Some(now + t.backoff);
                     next = next.min(t.backoff);
@@ -487,13 +664,14 @@ impl Worker {
                     })
                     .unwrap_or_else(|| waiting("ContainerCreating", None));
                 let running = state.running.is_some();
+                let started = running && self.probes.started(c);
                 K8sStatus {
                     name: c.name.clone(),
                     image: c.image.clone().unwrap_or_default(),
                     image_id: t.map(|t| t.image_id.clone()).unwrap_or_default(),
                     container_id: t.and_then(|t| t.id.as_ref()).map(container_id_uri),
-                    ready: running,
-                    started: Some(running),
+                    ready: started && self.probes.ready(c),
+                    started: Some(started),
                     restart_count: t.map_or(0, |t| t.restart_count),
                     last_state: t.and_then(|t| t.last_state.clone()),
                     state: Some(state),
@@ -518,6 +696,10 @@ impl Worker {
             )),
             container_statuses: Some(statuses),
             host_ip: self.ctx.config.host_ip.clone(),
+            pod_ip: self.pod_ips().first().cloned(),
+            pod_ips: Some(self.pod_ips())
+                .filter(|ips| !ips.is_empty())
+                .map(|ips| ips.into_iter().map(|ip| PodIP { ip }).collect()),
             start_time: self.start_time.clone(),
             ..Default::default()
         }
@@ -555,6 +737,7 @@ impl Worker {
             self.adopted = true;
         }
         let rt = self.ctx.runtime.clone();
+        self.probes.clear();
         let had_sandbox = self.sandbox.is_some();
         let mut stops = JoinSet::new();
         for t in self.containers.values_mut() {
@@ -577,13 +760,164 @@ impl Worker {
         if let Some(e) = first_err {
             return Err(e);
         }
+        if let Some(sandbox) = self.sandbox.clone() {
+            self.detach_network(&sandbox).await?;
+        }
         if let Some(sandbox) = self.sandbox.take() {
             rt.remove_sandbox(&sandbox, Duration::ZERO).await?;
         }
+        self.volumes
+            .tear_down(&self.ctx.config.volumes, &self.uid)?;
         if stopped {
             tracing::info!(pod = %self.name(), "pod containers removed");
         }
         Ok(())
+    }
+
+    fn host_network(&self) -> bool {
+        self.pod.spec.as_ref().and_then(|s| s.host_network) == Some(true)
+    }
+
+    /// The pod's IPs: its network's, or the node's for a hostNetwork pod.
+    fn pod_ips(&self) -> Vec<String> {
+        if self.host_network() {
+            return self.ctx.config.host_ip.clone().into_iter().collect();
+        }
+        self.net.ips.clone()
+    }
+
+    /// Attaches the running sandbox to the pod network, once. While that fails the
+    /// containers wait in ContainerCreating and it is retried with backoff: returns when.
+    async fn ensure_network(&mut self, sandbox: &SandboxId) -> Option<Duration> {
+        let net = self.ctx.network.clone()?;
+        if self.host_network() || !self.net.ips.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        let waiting_for = self.net.retry_at.filter(|at| *at > now);
+        let result: std::result::Result<(), Duration> = match waiting_for {
+            Some(at) => Err(at.saturating_duration_since(now)),
+            None => {
+                let pid = self
+                    .ctx
+                    .runtime
+                    .sandbox_status(sandbox)
+                    .await
+                    .ok()
+                    .and_then(|s| s.pid);
+                let attached = match pid {
+                    Some(pid) => net.attach(&self.pod, &sandbox.0, pid).await,
+                    None => Err(crate::network::Error::NotReady(
+                        "the sandbox has no process".into(),
+                    )),
+                };
+                match attached {
+                    Ok(ips) => {
+                        self.net = NetState {
+                            ips: ips.iter().map(|ip| ip.to_string()).collect(),
+                            ..NetState::default()
+                        };
+                        return None;
+                    }
+                    Err(e) => {
+                        let message = format!(
+                            "Failed to create pod sandbox: failed to set up network for sandbox \"{sandbox}\": {e}"
+                        );
+                        tracing::warn!(pod = %self.name(), "{message}");
+                        let events = &self.ctx.events;
+                        events.pod(
+                            &self.pod,
+                            EventType::Warning,
+                            "FailedCreatePodSandBox",
+                            &message,
+                        );
+                        self.net.backoff =
+                            (self.net.backoff * 2).clamp(NET_RETRY, status::BACKOFF_MAX);
+                        self.net.retry_at = Some(now + self.net.backoff);
+                        self.net.message = Some(message);
+                        Err(self.net.backoff)
+                    }
+                }
+            }
+        };
+        let wait = result.err()?;
+        for c in self.spec_containers() {
+            let t = self.containers.entry(c.name).or_default();
+            t.state = waiting("ContainerCreating", self.net.message.clone());
+        }
+        Some(wait)
+    }
+
+    /// Detaches `sandbox` from the pod network (before it is removed).
+    async fn detach_network(&mut self, sandbox: &SandboxId) -> Result<()> {
+        let Some(net) = self.ctx.network.clone() else {
+            return Ok(());
+        };
+        if self.host_network() {
+            return Ok(());
+        }
+        let pid = self
+            .ctx
+            .runtime
+            .sandbox_status(sandbox)
+            .await
+            .ok()
+            .and_then(|s| s.pid);
+        let namespace = self.pod.metadata.namespace.as_deref().unwrap_or("default");
+        let name = self.pod.metadata.name.as_deref().unwrap_or_default();
+        net.detach(namespace, name, &self.uid, &sandbox.0, pid)
+            .await?;
+        self.net = NetState::default();
+        Ok(())
+    }
+
+    /// `Killing` events for the running containers of a pod being deleted.
+    fn stopping_events(&self) {
+        for c in self.spec_containers() {
+            let running = self
+                .containers
+                .get(&c.name)
+                .is_some_and(|t| t.id.is_some() && t.state.running.is_some());
+            if running {
+                let message = format!("Stopping container {}", c.name);
+                let events = &self.ctx.events;
+                events.container(&self.pod, &c.name, EventType::Normal, "Killing", &message);
+            }
+        }
+    }
+
+    /// Static pods: keeps the mirror pod of this version in the API (without the API server
+    /// the pod runs all the same; the mirror follows when it answers).
+    async fn ensure_mirror(&mut self) {
+        let (client, mirrors, node) = (
+            &self.ctx.client,
+            &self.ctx.mirrors,
+            &self.ctx.config.node_name,
+        );
+        match crate::static_pods::ensure_mirror(client, mirrors, &self.pod, node).await {
+            Ok(created) => {
+                if created {
+                    // The new mirror pod has no status yet.
+                    self.posted = None;
+                }
+                self.mirror_error = None;
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if self.mirror_error.as_deref() != Some(text.as_str()) {
+                    tracing::warn!(pod = %self.name(), "{text}");
+                }
+                self.mirror_error = Some(text);
+            }
+        }
+    }
+
+    /// Static pods: deletes the mirror pod of this version once the pod has stopped.
+    async fn remove_mirror(&self) {
+        let (client, mirrors) = (&self.ctx.client, &self.ctx.mirrors);
+        if let Err(e) = crate::static_pods::remove_mirror(client, mirrors, &self.pod).await {
+            tracing::warn!(pod = %self.name(), "{e}");
+        }
     }
 
     /// Deletes the pod object with grace 0 once its containers are gone.

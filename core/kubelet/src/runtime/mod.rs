@@ -7,6 +7,7 @@
 //! container carries the pod's name, namespace and uid, and its own name, as labels, so
 //! that a restarted kubelet can find and adopt them.
 
+mod exec;
 mod image;
 mod spec;
 
@@ -27,7 +28,9 @@ use keelson_api::k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::containerd::{self, Containerd, FoundExt as _, RpcExt as _};
 
+pub use exec::{ExecOutput, ExecProcess, ExecRequest, ExecSession};
 pub use image::ImageConfig;
+pub use spec::{BindMount, ContainerExtras};
 
 pub const RUNC_RUNTIME: &str = "io.containerd.runc.v2";
 /// The image sandboxes run (busybox: `sh`, `ip`, `sleep`).
@@ -75,6 +78,8 @@ pub enum Error {
     Pod { pod: String, reason: String },
     #[error("container {container} not found")]
     NotFound { container: String },
+    #[error("container {container}: exec failed: {reason}")]
+    Exec { container: String, reason: String },
     #[error("container {container}: cannot create log directory {}", .path.display())]
     LogDir {
         container: String,
@@ -280,6 +285,7 @@ impl Runtime {
 
     /// Creates and starts the pod's sandbox, and waits until its loopback is up.
     pub async fn run_sandbox(&self, pod: &Pod) -> Result<SandboxId> {
+        let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
         let pod = PodRef::of(pod)?;
         let id = pod.container_id("POD");
         let image = image::resolve(&self.cd, &self.sandbox_image)
@@ -289,7 +295,11 @@ impl Runtime {
                 image: self.sandbox_image.clone(),
                 reason: e.to_string(),
             })?;
-        let input = spec::sandbox_input(&pod.hostname, &image, self.cgroups_path(&id));
+        let mut input = spec::sandbox_input(&pod.hostname, &image, self.cgroups_path(&id));
+        if host_network {
+            // A hostNetwork pod (and so each of its containers) stays in the node's namespace.
+            input.namespaces.retain(|n| n.kind != "network");
+        }
         let labels = pod.labels(Kind::Sandbox, "");
         self.create_and_start(&id, &self.sandbox_image, &image, &input, labels, None)
             .await?;
@@ -338,12 +348,14 @@ impl Runtime {
         Ok(SandboxId(id))
     }
 
-    /// Creates and starts an app container in the pod's sandbox.
+    /// Creates and starts an app container in the pod's sandbox, with the mounts and
+    /// environment the kubelet resolved for it.
     pub async fn start_container(
         &self,
         sandbox: &SandboxId,
         pod: &Pod,
         container: &Container,
+        extras: &ContainerExtras,
     ) -> Result<ContainerId> {
         let pod_ref = PodRef::of(pod)?;
         let id = pod_ref.container_id(&container.name);
@@ -365,12 +377,18 @@ impl Runtime {
                 image: image_ref.clone(),
                 reason: e.to_string(),
             })?;
-        let input =
-            spec::container_input(pod, container, &image, sandbox_pid, self.cgroups_path(&id))
-                .map_err(|reason| Error::Spec {
-                    container: id.clone(),
-                    reason,
-                })?;
+        let input = spec::container_input(
+            pod,
+            container,
+            &image,
+            sandbox_pid,
+            self.cgroups_path(&id),
+            extras,
+        )
+        .map_err(|reason| Error::Spec {
+            container: id.clone(),
+            reason,
+        })?;
         let log = self.log_path(pod, &container.name)?;
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir).map_err(|source| Error::LogDir {
@@ -379,6 +397,8 @@ impl Runtime {
                 source,
             })?;
         }
+        // A restart starts a new log; the last one stays for `kubectl logs --previous`.
+        crate::server::logs::keep_previous(&log);
         let mut labels = pod_ref.labels(Kind::Container, &container.name);
         labels.insert(LABEL_SANDBOX.to_string(), sandbox.0.clone());
         self.create_and_start(&id, &image_ref, &image, &input, labels, Some(&log))

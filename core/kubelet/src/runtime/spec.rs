@@ -118,6 +118,25 @@ pub struct Namespace {
     pub path: Option<String>,
 }
 
+/// A host path bind-mounted into a container (`rbind`, read-only when asked).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindMount {
+    pub source: std::path::PathBuf,
+    pub destination: String,
+    pub read_only: bool,
+}
+
+/// What the kubelet resolved for a container beyond its spec: the volumes and files mounted
+/// into it and its environment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ContainerExtras {
+    pub mounts: Vec<BindMount>,
+    /// The container's variables, resolved (`valueFrom`, `envFrom`, service variables,
+    /// `$(VAR)` expansion) and in order; `None` takes the literal `env[].value`s of the
+    /// container, refusing `valueFrom`.
+    pub env: Option<Vec<(String, String)>>,
+}
+
 /// Everything the spec is built from, once Kubernetes' rules have been applied.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SpecInput {
@@ -136,6 +155,7 @@ pub struct SpecInput {
     pub cpu_quota: Option<i64>,
     pub cpu_shares: Option<u64>,
     pub cgroups_path: String,
+    pub mounts: Vec<BindMount>,
 }
 
 /// The spec of a pod's sandbox: new namespaces of every kind, the pod's hostname.
@@ -161,6 +181,7 @@ pub fn sandbox_input(hostname: &str, image: &ImageConfig, cgroups_path: String) 
         cpu_quota: None,
         cpu_shares: Some(2),
         cgroups_path,
+        mounts: Vec::new(),
     }
 }
 
@@ -171,9 +192,10 @@ pub fn container_input(
     image: &ImageConfig,
     sandbox_pid: u32,
     cgroups_path: String,
+    extras: &ContainerExtras,
 ) -> Result<SpecInput, String> {
     let args = command_line(container, image)?;
-    let env = merge_env(&image.env, container)?;
+    let env = merge_env(&image.env, container, extras.env.as_deref())?;
     let cwd = container
         .working_dir
         .clone()
@@ -295,6 +317,7 @@ pub fn container_input(
         cpu_quota,
         cpu_shares,
         cgroups_path,
+        mounts: extras.mounts.clone(),
     })
 }
 
@@ -317,8 +340,13 @@ pub fn command_line(container: &Container, image: &ImageConfig) -> Result<Vec<St
     Ok(line)
 }
 
-/// The image's environment with the container's variables over it.
-fn merge_env(image_env: &[String], container: &Container) -> Result<Vec<String>, String> {
+/// The image's environment with the container's variables over it (`resolved`, or the
+/// literal values of its `env`).
+fn merge_env(
+    image_env: &[String],
+    container: &Container,
+    resolved: Option<&[(String, String)]>,
+) -> Result<Vec<String>, String> {
     let mut env: Vec<(String, String)> = image_env
         .iter()
         .map(|kv| match kv.split_once('=') {
@@ -326,14 +354,28 @@ fn merge_env(image_env: &[String], container: &Container) -> Result<Vec<String>,
             None => (kv.clone(), String::new()),
         })
         .collect();
-    for var in container.env.iter().flatten() {
+    let literal = |var: &keelson_api::k8s_openapi::api::core::v1::EnvVar| {
         if var.value_from.is_some() {
-            return Err(format!("env {}: valueFrom is not supported yet", var.name));
+            return Err(format!(
+                "env {}: valueFrom needs the kubelet to resolve it",
+                var.name
+            ));
         }
-        let value = var.value.clone().unwrap_or_default();
-        match env.iter_mut().find(|(k, _)| *k == var.name) {
+        Ok((var.name.clone(), var.value.clone().unwrap_or_default()))
+    };
+    let vars: Vec<(String, String)> = match resolved {
+        Some(vars) => vars.to_vec(),
+        None => container
+            .env
+            .iter()
+            .flatten()
+            .map(literal)
+            .collect::<Result<_, _>>()?,
+    };
+    for (name, value) in vars {
+        match env.iter_mut().find(|(k, _)| *k == name) {
             Some(slot) => slot.1 = value,
-            None => env.push((var.name.clone(), value)),
+            None => env.push((name, value)),
         }
     }
     let env = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -397,9 +439,18 @@ pub fn build(input: &SpecInput) -> Value {
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
     ];
+    // Parents before children, as containerd orders them; the defaults stay first.
+    let mut binds = input.mounts.clone();
+    binds.sort_by_key(|m| std::path::Path::new(&m.destination).components().count());
+    let defaults = mounts.len();
+    for m in &binds {
+        let mode = if m.read_only { "ro" } else { "rw" };
+        mounts.push(json!({"destination": m.destination, "type": "bind",
+                           "source": m.source, "options": ["rbind", "rprivate", mode]}));
+    }
     if input.privileged {
         // Writable cgroupfs for privileged containers, as Kubernetes gives them.
-        if let Some(m) = mounts.last_mut() {
+        if let Some(m) = mounts.get_mut(defaults - 1) {
             m["options"] = json!(["nosuid", "noexec", "nodev", "relatime", "rw"]);
         }
     }
@@ -543,8 +594,15 @@ mod tests {
             }),
             ..Default::default()
         });
-        let input = container_input(&Pod::default(), &c, &image(), 42, "/k/x".into())
-            .expect("valid container");
+        let input = container_input(
+            &Pod::default(),
+            &c,
+            &image(),
+            42,
+            "/k/x".into(),
+            &ContainerExtras::default(),
+        )
+        .expect("valid container");
         assert_eq!(input.env, ["PATH=/bin", "A=pod", "B=b"]);
         assert_eq!(input.cwd, "/work");
         assert_eq!((input.uid, input.gid), (1000, 0));
@@ -562,14 +620,70 @@ mod tests {
     }
 
     #[test]
+    fn resolved_env_and_bind_mounts() {
+        let mut c = container();
+        c.env = Some(vec![EnvVar {
+            name: "IGNORED".into(),
+            value: Some("literal".into()),
+            ..Default::default()
+        }]);
+        let extras = ContainerExtras {
+            mounts: vec![
+                BindMount {
+                    source: "/k/pods/u/volumes/kubernetes.io~secret/s".into(),
+                    destination: "/etc/secret/nested".into(),
+                    read_only: true,
+                },
+                BindMount {
+                    source: "/k/pods/u/etc-hosts".into(),
+                    destination: "/etc/hosts".into(),
+                    read_only: false,
+                },
+            ],
+            env: Some(vec![
+                ("A".into(), "resolved".into()),
+                ("C".into(), "c".into()),
+            ]),
+        };
+        let input = container_input(&Pod::default(), &c, &image(), 7, String::new(), &extras)
+            .expect("valid container");
+        assert_eq!(input.env, ["PATH=/bin", "A=resolved", "C=c"]);
+        let spec = build(&input);
+        let mounts = spec["mounts"].as_array().expect("mounts");
+        let binds: Vec<&Value> = mounts.iter().filter(|m| m["type"] == "bind").collect();
+        // Shallower destinations first, after the defaults.
+        assert_eq!(binds[0]["destination"], "/etc/hosts");
+        assert_eq!(binds[0]["options"], json!(["rbind", "rprivate", "rw"]));
+        assert_eq!(binds[1]["destination"], "/etc/secret/nested");
+        assert_eq!(binds[1]["options"], json!(["rbind", "rprivate", "ro"]));
+        assert_eq!(mounts[0]["destination"], "/proc");
+
+        // Without the kubelet's resolution, valueFrom cannot be honoured.
+        c.env = Some(vec![EnvVar {
+            name: "X".into(),
+            value_from: Some(Default::default()),
+            ..Default::default()
+        }]);
+        let plain = ContainerExtras::default();
+        assert!(container_input(&Pod::default(), &c, &image(), 7, String::new(), &plain).is_err());
+    }
+
+    #[test]
     fn privileged_gets_every_capability() {
         let mut c = container();
         c.security_context = Some(SecurityContext {
             privileged: Some(true),
             ..Default::default()
         });
-        let input = container_input(&Pod::default(), &c, &image(), 1, String::new())
-            .expect("valid container");
+        let input = container_input(
+            &Pod::default(),
+            &c,
+            &image(),
+            1,
+            String::new(),
+            &ContainerExtras::default(),
+        )
+        .expect("valid container");
         assert_eq!(input.capabilities.len(), ALL_CAPS.len());
         let spec = build(&input);
         assert!(spec["linux"].get("maskedPaths").is_none());
@@ -583,13 +697,30 @@ mod tests {
             limits: Some([("memory".to_string(), Quantity("lots".into()))].into()),
             ..Default::default()
         });
-        let err = container_input(&Pod::default(), &c, &image(), 1, String::new())
-            .expect_err("bad quantity");
+        let err = container_input(
+            &Pod::default(),
+            &c,
+            &image(),
+            1,
+            String::new(),
+            &ContainerExtras::default(),
+        )
+        .expect_err("bad quantity");
         assert!(err.contains("memory"), "{err}");
         let img = ImageConfig {
             user: "nobody".into(),
             ..image()
         };
-        assert!(container_input(&Pod::default(), &container(), &img, 1, String::new()).is_err());
+        assert!(
+            container_input(
+                &Pod::default(),
+                &container(),
+                &img,
+                1,
+                String::new(),
+                &ContainerExtras::default(),
+            )
+            .is_err()
+        );
     }
 }

@@ -24,15 +24,29 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The crate of guest `name`: an example plugin, or a test guest of this crate.
-fn guest_dir(name: &str) -> PathBuf {
+/// The built-in plugins whose `component/` crate builds them as guests: guest name, crate
+/// folder, library name.
+const BUILTIN_COMPONENTS: &[(&str, &str, &str)] = &[(
+    "network-bridge",
+    "plugins/network-bridge/component",
+    "keelson_network_bridge_component",
+)];
+
+/// The crate of guest `name` and its library's name: a built-in plugin's component, an
+/// example plugin, or a test guest of this crate.
+fn guest_dir(name: &str) -> (PathBuf, String) {
+    if let Some((_, dir, lib)) = BUILTIN_COMPONENTS.iter().find(|(n, _, _)| *n == name) {
+        return (workspace_root().join(dir), lib.to_string());
+    }
+    let lib = name.replace('-', "_");
     let example = workspace_root().join("examples/plugins").join(name);
     if example.is_dir() {
-        return example;
+        return (example, lib);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let guest = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/guests")
-        .join(name)
+        .join(name);
+    (guest, lib)
 }
 
 /// Builds guest `name` (once per test process) and returns the built file.
@@ -53,8 +67,8 @@ pub fn guest(name: &str, build: Build) -> PathBuf {
 
 fn build_guest(name: &str, build: Build) -> Result<PathBuf, String> {
     let root = workspace_root();
-    let manifest = guest_dir(name).join("Cargo.toml");
-    let crate_name = name.replace('-', "_");
+    let (dir, crate_name) = guest_dir(name);
+    let manifest = dir.join("Cargo.toml");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(&cargo);
     cmd.args(["build", "--release", "--manifest-path"])
@@ -339,4 +353,6 @@ recording! {
     node_pod_cidrs "node-pod-cidrs" () -> Vec<IpPrefix> = Ok(vec![]);
     node_addresses "node-addresses" () -> Vec<NodeAddress> = Ok(vec![]);
     default_interface "default-interface" (family: AddressFamily) -> LinkInfo = Err(NetError::NotFound);
+    set_masquerade "set-masquerade" (source: IpPrefix, exempt: Vec<IpPrefix>) -> () = Ok(());
+    clear_masquerade "clear-masquerade" (source: IpPrefix) -> () = Ok(());
 }
