@@ -54,9 +54,21 @@ pub struct BenchPodsArgs {
     /// The busybox image archive to import (default: the one scripts/build-images.sh makes).
     #[arg(long)]
     pub image_archive: Option<PathBuf>,
-    /// Extra arguments for the kubelet (repeatable), such as `--kubelet-arg=--pod-cidr=...`.
+    /// The pods' network backend: `bridge` (on a bridge and pod CIDR of the bench's own,
+    /// removed afterwards) or `none` (loopback only, as `ctr run` containers have).
+    #[arg(long, default_value = "bridge")]
+    pub network: String,
+    /// The pod CIDR of the bench's node, with `--network bridge`.
+    #[arg(long, default_value = "10.250.0.0/24")]
+    pub pod_cidr: ipnet::IpNet,
+    /// Extra arguments for the kubelet (repeatable), such as `--kubelet-arg=--port=0`.
     #[arg(long = "kubelet-arg", allow_hyphen_values = true)]
     pub kubelet_args: Vec<String>,
+}
+
+/// The bridge the bench's pods use with `--network bridge`.
+fn bench_bridge() -> String {
+    format!("kbench{}", std::process::id() % 100_000)
 }
 
 /// Runs the benchmark and prints its report.
@@ -102,8 +114,8 @@ async fn measure(
         .await
         .with_context(|| format!("import {} (run scripts/setup.sh)", archive.display()))?;
     println!(
-        "pod start, image present: containerd {version}, {} at once, {} one at a time",
-        args.pods, args.single
+        "pod start, image present: containerd {version}, {} at once, {} one at a time, network {}",
+        args.pods, args.single, args.network
     );
 
     let ctr = Ctr {
@@ -121,6 +133,9 @@ async fn measure(
     let cleanup = delete_all(&client).await;
     kubelet.stop().await;
     ctr.remove_all().await;
+    if args.network == "bridge" {
+        remove_network(args.pod_cidr).await;
+    }
     let (single, burst) = result?;
     cleanup?;
 
@@ -283,6 +298,8 @@ fn start_kubelet(
         .args(["--containerd-namespace", namespace])
         .arg("--root-dir")
         .arg(dir.join("kubelet"))
+        .args(["--port", "0", "--network-plugin", &args.network])
+        .args(network_args(args))
         .args(&args.kubelet_args)
         .env("KEELSON_LOG", "info")
         .stdin(Stdio::null())
@@ -292,6 +309,35 @@ fn start_kubelet(
         .spawn()
         .context("start the kubelet")?;
     Ok(Kubelet { child, log })
+}
+
+/// The kubelet's network flags for `--network bridge`: the bench's bridge and pod CIDR.
+fn network_args(args: &BenchPodsArgs) -> Vec<String> {
+    if args.network != "bridge" {
+        return Vec::new();
+    }
+    vec![
+        "--pod-cidr".into(),
+        args.pod_cidr.to_string(),
+        "--network-plugin-config".into(),
+        json!({"bridge": bench_bridge(), "clusterCIDR": args.pod_cidr.to_string()}).to_string(),
+    ]
+}
+
+/// Removes the bench's bridge and its masquerade rule.
+async fn remove_network(pod_cidr: ipnet::IpNet) {
+    let _ = Command::new("ip")
+        .args(["link", "del", &bench_bridge()])
+        .stderr(Stdio::null())
+        .status()
+        .await;
+    let cleared = tokio::task::spawn_blocking(move || {
+        keelson_kubelet::network::nft::clear_masquerade(pod_cidr)
+    })
+    .await;
+    if let Ok(Err(e)) = cleared {
+        tracing::debug!("masquerade rule of {pod_cidr}: {e:?}");
+    }
 }
 
 fn pod(name: &str) -> anyhow::Result<Pod> {
