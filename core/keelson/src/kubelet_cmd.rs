@@ -52,7 +52,7 @@ pub struct KubeletArgs {
     /// How often node status is computed and compared with the server's (10s).
     #[arg(long, value_parser = parse_duration)]
     pub node_status_update_frequency: Option<Duration>,
-    /// How long node status may go unposted when nothing changes (5m).
+    /// How long node status may go unposted when nothing changes (1m).
     #[arg(long, value_parser = parse_duration)]
     pub node_status_report_frequency: Option<Duration>,
     /// containerd's socket (default /run/containerd/containerd.sock); its version is

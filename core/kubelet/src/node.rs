@@ -89,7 +89,7 @@ impl Default for NodeConfig {
             lease_duration_seconds: 40,
             lease_renew_interval: None,
             status_update_frequency: Duration::from_secs(10),
-            status_report_frequency: Duration::from_secs(300),
+            status_report_frequency: Duration::from_secs(60),
             container_runtime_version: None,
             kubelet_port: 10250,
         }

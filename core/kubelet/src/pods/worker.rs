@@ -550,9 +550,23 @@ impl Worker {
                 Some(l) => l,
                 None => images.insert(images::list(rt.containerd()).await?),
             };
+            let report = {
+                let (events, pod, name) =
+                    (self.ctx.events.clone(), self.pod.clone(), c.name.clone());
+                Arc::new(move |message: String| {
+                    events.container(&pod, &name, EventType::Normal, "Pulling", &message);
+                })
+            };
             let (ensured, notices) = self
                 .pulls
-                .ensure(rt.containerd(), &self.ctx.client, &self.pod, &c, list)
+                .ensure(
+                    rt.containerd(),
+                    &self.ctx.client,
+                    &self.pod,
+                    &c,
+                    list,
+                    report,
+                )
                 .await;
             let events = &self.ctx.events;
             for n in &notices {

@@ -157,7 +157,10 @@ impl ContainerImages {
 
     /// Decides about `container`'s image, given the images containerd has: ready, being
     /// pulled (a pull is started when the policy asks for one), or failed. Returns the
-    /// events to record with it.
+    /// events to record with it. A pull it starts reports its progress through `report`
+    /// (as the message of a `Pulling` event): each layer fetched, and every
+    /// [`PROGRESS_EVERY`] within a long layer.
+    #[allow(clippy::too_many_arguments)]
     pub async fn ensure(
         &mut self,
         cd: &Containerd,
@@ -165,6 +168,7 @@ impl ContainerImages {
         pod: &Pod,
         container: &Container,
         images: &[ImageSummary],
+        report: Arc<dyn Fn(String) + Send + Sync>,
     ) -> (Ensure, Vec<Notice>) {
         let image = container.image.clone().unwrap_or_default();
         let Ok(name) = normalize_reference(&image) else {
@@ -265,6 +269,8 @@ impl ContainerImages {
             ));
         }
         let progress_image = name.clone();
+        let shown = image.clone();
+        let fetched = std::sync::Mutex::new(Fetched::default());
         let options = PullOptions {
             insecure_registries: self.config.insecure_registries.clone(),
             credentials,
@@ -278,6 +284,10 @@ impl ContainerImages {
                     present = p.present,
                     "pull progress"
                 );
+                let Ok(mut f) = fetched.lock() else { return };
+                if let Some(message) = f.step(&shown, p, Instant::now()) {
+                    report(message);
+                }
             })),
             limit: self.config.limit.clone(),
         };
@@ -297,6 +307,58 @@ impl ContainerImages {
         ));
         (Ensure::Pulling, notices)
     }
+}
+
+/// How often a layer still being fetched is reported.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// What a pull has fetched so far, for its progress reports.
+#[derive(Debug, Default)]
+struct Fetched {
+    /// Layers fetched in full (a layer's end may be reported twice).
+    finished: std::collections::HashSet<String>,
+    bytes: u64,
+    last_report: Option<Instant>,
+}
+
+impl Fetched {
+    /// The progress message for step `p` of pulling `image`, when one is due: a layer
+    /// finished, or a layer in flight not reported for [`PROGRESS_EVERY`].
+    fn step(&mut self, image: &str, p: &Progress, now: Instant) -> Option<String> {
+        if p.what != "layer" || p.present {
+            return None;
+        }
+        let short = p.digest.strip_prefix("sha256:").unwrap_or(&p.digest);
+        let short = &short[..short.len().min(12)];
+        if p.done >= p.total {
+            if !self.finished.insert(p.digest.clone()) {
+                return None;
+            }
+            self.bytes += p.total;
+            self.last_report = Some(now);
+            return Some(format!(
+                "Pulling image {image:?}: layer {short} done, {} layers ({}) fetched so far",
+                self.finished.len(),
+                mib(self.bytes)
+            ));
+        }
+        if self
+            .last_report
+            .is_some_and(|at| now.duration_since(at) < PROGRESS_EVERY)
+        {
+            return None;
+        }
+        self.last_report = Some(now);
+        Some(format!(
+            "Pulling image {image:?}: layer {short} at {} of {}",
+            mib(p.done),
+            mib(p.total)
+        ))
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 /// The waiting message and events of a container whose image pull failed and is backing
@@ -383,6 +445,77 @@ pub fn go_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn layer(digest: &str, done: u64, total: u64, present: bool) -> Progress {
+        Progress {
+            what: "layer",
+            digest: digest.into(),
+            done,
+            total,
+            present,
+        }
+    }
+
+    #[test]
+    fn progress_reports_finished_layers_and_slow_ones() {
+        let mut f = Fetched::default();
+        let t0 = Instant::now();
+        let mib = 1024 * 1024;
+        // Manifests, configs and layers already present say nothing.
+        let config = Progress {
+            what: "config",
+            ..layer("sha256:c0", 10, 10, false)
+        };
+        assert_eq!(f.step("app", &config, t0), None);
+        assert_eq!(f.step("app", &layer("sha256:aa", 0, 0, true), t0), None);
+        // A layer in flight: reported at once, then not again within PROGRESS_EVERY.
+        let first = f.step(
+            "app",
+            &layer("sha256:0123456789abcdef", mib, 4 * mib, false),
+            t0,
+        );
+        assert_eq!(
+            first.as_deref(),
+            Some("Pulling image \"app\": layer 0123456789ab at 1.0 MiB of 4.0 MiB")
+        );
+        let soon = t0 + Duration::from_secs(1);
+        assert_eq!(
+            f.step(
+                "app",
+                &layer("sha256:0123456789abcdef", 2 * mib, 4 * mib, false),
+                soon
+            ),
+            None
+        );
+        let later = t0 + PROGRESS_EVERY + Duration::from_secs(1);
+        assert!(
+            f.step(
+                "app",
+                &layer("sha256:0123456789abcdef", 3 * mib, 4 * mib, false),
+                later
+            )
+            .is_some()
+        );
+        // Finished layers are always reported, with the running total.
+        let done = f.step(
+            "app",
+            &layer("sha256:0123456789abcdef", 4 * mib, 4 * mib, false),
+            later,
+        );
+        assert_eq!(
+            done.as_deref(),
+            Some(
+                "Pulling image \"app\": layer 0123456789ab done, 1 layers (4.0 MiB) fetched so far"
+            )
+        );
+        let second = f.step("app", &layer("sha256:ff", mib, mib, false), later);
+        assert!(second.is_some_and(|m| m.contains("2 layers (5.0 MiB)")));
+        // The same layer's end reported again counts once.
+        assert_eq!(
+            f.step("app", &layer("sha256:ff", mib, mib, false), later),
+            None
+        );
+    }
 
     fn container(image: &str, policy: Option<&str>) -> Container {
         Container {
