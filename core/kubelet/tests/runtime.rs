@@ -36,28 +36,7 @@ impl Drop for Fixture {
         let Some(private) = self.private.take() else {
             return;
         };
-        let prefix = format!("{}-", private.namespace);
-        drop(private);
-        let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
-            return;
-        };
-        let roots = hierarchies
-            .flatten()
-            .map(|e| e.path())
-            .chain([std::path::PathBuf::from("/sys/fs/cgroup")]);
-        for root in roots {
-            let parent = root.join("keelson");
-            let Ok(children) = std::fs::read_dir(&parent) else {
-                continue;
-            };
-            for child in children.flatten() {
-                if child.file_name().to_string_lossy().starts_with(&prefix) {
-                    let _ = std::fs::remove_dir(child.path());
-                }
-            }
-            // Fails, as it should, while another test still has containers there.
-            let _ = std::fs::remove_dir(&parent);
-        }
+        private.stop_and_remove_cgroups();
     }
 }
 

@@ -611,6 +611,34 @@ disabled_plugins = [
         me
     }
 
+    /// Stops containerd and its shims, then removes the (then empty) cgroups runc made for
+    /// this instance's containers (`keelson/<namespace>-*` in every hierarchy), which a
+    /// failed test would otherwise leave; the `keelson` parent goes too once no other test
+    /// has containers there.
+    pub fn stop_and_remove_cgroups(self) {
+        let prefix = format!("{}-", self.namespace);
+        drop(self);
+        let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+            return;
+        };
+        let roots = hierarchies
+            .flatten()
+            .map(|e| e.path())
+            .chain([PathBuf::from("/sys/fs/cgroup")]);
+        for root in roots {
+            let parent = root.join("keelson");
+            let Ok(children) = std::fs::read_dir(&parent) else {
+                continue;
+            };
+            for child in children.flatten() {
+                if child.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_dir(child.path());
+                }
+            }
+            let _ = std::fs::remove_dir(&parent);
+        }
+    }
+
     /// The temp dir holding its config, root, state, socket and log.
     pub fn dir(&self) -> &Path {
         self.dir

@@ -33,27 +33,7 @@ impl Drop for KubeletNode {
         let Some(cd) = self.cd.take() else {
             return;
         };
-        let prefix = format!("{}-", cd.namespace);
-        drop(cd);
-        let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
-            return;
-        };
-        let roots = hierarchies
-            .flatten()
-            .map(|e| e.path())
-            .chain([PathBuf::from("/sys/fs/cgroup")]);
-        for root in roots {
-            let parent = root.join("keelson");
-            let Ok(children) = std::fs::read_dir(&parent) else {
-                continue;
-            };
-            for child in children.flatten() {
-                if child.file_name().to_string_lossy().starts_with(&prefix) {
-                    let _ = std::fs::remove_dir(child.path());
-                }
-            }
-            let _ = std::fs::remove_dir(&parent);
-        }
+        cd.stop_and_remove_cgroups();
     }
 }
 

@@ -215,19 +215,7 @@ impl PodManager {
                         {
                             tx.send_replace(None);
                         }
-                        let delivered = workers
-                            .get(&uid)
-                            .is_some_and(|tx| tx.send(Some(pod.clone())).is_ok());
-                        if !delivered {
-                            let (tx, rx) = watch::channel(Some(pod));
-                            workers.insert(uid.clone(), tx);
-                            let ctx = self.ctx.clone();
-                            let shutdown = shutdown.clone();
-                            tasks.spawn(async move {
-                                worker::run(ctx, uid.clone(), rx, shutdown).await;
-                                Some(uid)
-                            });
-                        }
+                        self.deliver(&mut workers, &mut tasks, &shutdown, pod);
                     }
                     Some(Change::Deleted(key)) => {
                         if self.ctx.mirrors.deleted(&key.namespace, &key.name) {
