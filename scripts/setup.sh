@@ -18,6 +18,7 @@ apt_packages=(
   containerd runc      # container runtime
   etcd-server          # store backend for HA clusters and the etcd test suite
   iproute2 nftables iptables
+  conntrack            # keelson proxy flushes UDP flows of removed endpoints
   openvswitch-switch
   docker-registry      # OCI registry for image-pull tests
   busybox-static redis-server iperf3

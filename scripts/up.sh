@@ -1,40 +1,62 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds Keelson, starts it with the embedded store, deploys the
-# guestbook, and keeps running until Ctrl-C.
+# Installs what is missing, builds Keelson and its images, starts the whole system with
+# `keelson up` (embedded store, kubelet, service proxy, cluster DNS), deploys the book's
+# guestbook and prints its URL; stays in the foreground until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DATA_DIR="${KEELSON_DATA_DIR:-/var/lib/keelson}"
 PORT="${KEELSON_PORT:-6443}"
+IMAGES="${KEELSON_IMAGES:-/var/lib/keelson/images}"
 
 bash scripts/setup.sh
 cargo build --release --locked --bin keelson
 BIN="$PWD/target/release/keelson"
 
-"$BIN" server --data-dir "$DATA_DIR" --secure-port "$PORT" &
+"$BIN" up --data-dir "$DATA_DIR" --secure-port "$PORT" --import "$IMAGES" &
 PID=$!
-trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null' INT TERM EXIT
+trap 'kill -INT $PID 2>/dev/null; wait $PID 2>/dev/null' INT TERM EXIT
 
-KUBECONFIG="$DATA_DIR/kubeconfig.yaml"
-for _ in $(seq 1 100); do
-  if [ -f "$KUBECONFIG" ] && kubectl --kubeconfig "$KUBECONFIG" get --raw /readyz >/dev/null 2>&1; then
+export KUBECONFIG="$DATA_DIR/kubeconfig.yaml"
+ready=""
+for _ in $(seq 1 300); do
+  if ! kill -0 "$PID" 2>/dev/null; then
+    echo "up.sh: keelson up exited; see its messages above" >&2
+    exit 1
+  fi
+  if [ -f "$KUBECONFIG" ] &&
+    kubectl get nodes 2>/dev/null | grep -qw Ready; then
+    ready=1
     break
   fi
-  sleep 0.2
+  sleep 0.5
 done
-kubectl --kubeconfig "$KUBECONFIG" apply -f examples/guestbook/
+if [ -z "$ready" ]; then
+  echo "up.sh: the node did not become Ready within 150 s" >&2
+  exit 1
+fi
 
-NODE_IP=$(ip -4 route get 1.1.1.1 2>/dev/null | awk '{for (i=1;i<NF;i++) if ($i=="src") print $(i+1)}' | head -n1)
-NODE_IP=${NODE_IP:-127.0.0.1}
+kubectl apply -f examples/guestbook/
+for app in redis-master redis-slave frontend; do
+  # The replication controllers create the pods a moment after the apply.
+  for _ in $(seq 1 60); do
+    kubectl get pods -l "name=$app" -o name 2>/dev/null | grep -q . && break
+    sleep 1
+  done
+  kubectl wait --for=condition=Ready pod -l "name=$app" --timeout=300s
+done
+
+NODE_IP=$(kubectl get nodes -o jsonpath='{.items[0].status.addresses[?(@.type=="InternalIP")].address}')
 cat <<MSG
 
-Keelson is running (data in $DATA_DIR).
+Keelson is running (data in $DATA_DIR) with the guestbook:
+
+  http://$NODE_IP:30001
+
   export KUBECONFIG=$KUBECONFIG
-  kubectl get rc,svc,pods
-The guestbook's replication controllers have created its pods and its Services have
-Endpoints (kubectl get pods,endpoints); the controller manager and the scheduler are running
-(kubectl -n kube-system get lease). Its frontend will answer at http://$NODE_IP:30001 once
-Keelson's kubelet and service proxy run its pods.
-Press Ctrl-C to stop.
+  kubectl get rc,svc,pods -o wide
+
+Ctrl-C stops Keelson; its pods keep running and the next start adopts them
+(\`$BIN down --data-dir $DATA_DIR\` removes them).
 MSG
 wait $PID

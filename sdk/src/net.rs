@@ -1,9 +1,9 @@
 //! Host network operations for network backends: the only way a backend touches the node.
 //!
 //! Each function is one typed operation (links, addresses, routes, neighbours, FDB entries,
-//! forwarding, masquerading, Open vSwitch, the node's own CIDRs and addresses). There are no files and no
-//! sockets. Operations outside what the operator granted fail with
-//! [`NetError::PermissionDenied`].
+//! forwarding, masquerading, bridge-port hairpin mode, Open vSwitch, the node's own CIDRs and
+//! addresses). There are no files and no sockets. Operations outside what the operator granted
+//! fail with [`NetError::PermissionDenied`].
 
 pub use crate::bindings::keelson::plugin::host_net::{
     FdbEntry, LinkInfo, LinkKind, LinkSpec, Neighbour, NetError, OvsDatapath, OvsPortType,
@@ -751,6 +751,32 @@ pub fn clear_masquerade(source: IpPrefix) -> Result<(), NetError> {
         crate::host::native::call_import(
             const { keelson_plugin_abi::imports::host_net("clear-masquerade") },
             &(source,),
+        )
+    }
+}
+
+/// Turns hairpin mode of bridge port `name` on or off: with it on, the bridge may send a frame
+/// back out of the port it came in on, which a pod reaching itself through a service address
+/// needs once the host has rewritten the destination to that pod. `name` must already be
+/// attached to a bridge ([`set_link_master`]); `InvalidArgument` if it is not.
+///
+/// ```no_run
+/// # use keelson_plugin_sdk::{net::*, *};
+/// # fn f() -> Result<(), NetError> {
+/// set_link_master(&Netns::Host, "veth1234", Some("kbr0"))?;
+/// set_link_hairpin(&Netns::Host, "veth1234", true)?;
+/// # Ok(()) }
+/// ```
+pub fn set_link_hairpin(netns: &Netns, name: &str, on: bool) -> Result<(), NetError> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        crate::bindings::keelson::plugin::host_net::set_link_hairpin(netns, name, on)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        crate::host::native::call_import(
+            const { keelson_plugin_abi::imports::host_net("set-link-hairpin") },
+            &(netns, name, on),
         )
     }
 }

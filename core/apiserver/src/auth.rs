@@ -52,6 +52,124 @@ impl UserInfo {
     }
 }
 
+/// Bearer tokens from a static token file (`--token-auth-file`), in Kubernetes' format: one
+/// `token,user,uid[,"group1,group2"]` per line; blank lines and lines starting with `#` are
+/// skipped. Keelson's agents join with such a token (`keelson server` writes one for them).
+#[derive(Debug, Default)]
+pub struct StaticTokens {
+    users: std::collections::HashMap<String, UserInfo>,
+}
+
+/// Why a static token file was refused, with its line.
+#[derive(Debug, thiserror::Error)]
+#[error("token file {path}, line {line}: {reason}")]
+pub struct TokenFileError {
+    pub path: String,
+    pub line: usize,
+    pub reason: String,
+}
+
+impl StaticTokens {
+    /// Parses the file's text; `path` only names it in errors.
+    pub fn parse(path: &str, text: &str) -> Result<Self, TokenFileError> {
+        let mut users = std::collections::HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let err = |reason: &str| TokenFileError {
+                path: path.to_string(),
+                line: i + 1,
+                reason: reason.to_string(),
+            };
+            let fields = split_csv(line).map_err(err)?;
+            if fields.len() < 3 {
+                return Err(err("expected token,user,uid[,\"groups\"]"));
+            }
+            let (token, name, uid) = (&fields[0], &fields[1], &fields[2]);
+            if token.is_empty() || name.is_empty() {
+                return Err(err("the token and the user name must not be empty"));
+            }
+            let mut groups: Vec<String> = fields
+                .get(3)
+                .map(|g| {
+                    g.split(',')
+                        .map(str::trim)
+                        .filter(|g| !g.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !groups.iter().any(|g| g == AUTHENTICATED_GROUP) {
+                groups.push(AUTHENTICATED_GROUP.into());
+            }
+            let user = UserInfo {
+                name: name.clone(),
+                uid: uid.clone(),
+                groups,
+            };
+            if users.insert(token.clone(), user).is_some() {
+                return Err(err("the token is listed twice"));
+            }
+        }
+        Ok(Self { users })
+    }
+
+    /// The user of `token`, if the file lists it.
+    pub fn authenticate(&self, token: &str) -> Option<UserInfo> {
+        self.users.get(token).cloned()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}
+
+/// Splits one CSV line: fields separated by commas; a field in double quotes may hold commas,
+/// and `""` inside it is a quote.
+fn split_csv(line: &str) -> Result<Vec<String>, &'static str> {
+    let mut fields = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        let mut field = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    None => return Err("unterminated quoted field"),
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        field.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => field.push(c),
+                }
+            }
+            match chars.next() {
+                None => {
+                    fields.push(field);
+                    return Ok(fields);
+                }
+                Some(',') => fields.push(field),
+                Some(_) => return Err("text after a quoted field"),
+            }
+        } else {
+            loop {
+                match chars.next() {
+                    None => {
+                        fields.push(field.trim().to_string());
+                        return Ok(fields);
+                    }
+                    Some(',') => break,
+                    Some(c) => field.push(c),
+                }
+            }
+            fields.push(field.trim().to_string());
+        }
+    }
+}
+
 /// The `SelfSubjectReview` answering `POST /apis/authentication.k8s.io/v1/selfsubjectreviews`
 /// (`kubectl auth whoami`): the request's own user, as Kubernetes reports it (empty `uid` and
 /// `groups` left out).
@@ -245,6 +363,39 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn static_token_file() {
+        let text = "# agents\n\nabc123,keelson-node,n-1,\"system:nodes,ops\"\nxyz,alice,a-1\n";
+        let tokens = StaticTokens::parse("t.csv", text).unwrap();
+        let node = tokens.authenticate("abc123").unwrap();
+        assert_eq!(node.name, "keelson-node");
+        assert_eq!(node.uid, "n-1");
+        assert_eq!(
+            node.groups,
+            ["system:nodes", "ops", AUTHENTICATED_GROUP].map(String::from)
+        );
+        assert_eq!(
+            tokens.authenticate("xyz").unwrap().groups,
+            [AUTHENTICATED_GROUP]
+        );
+        assert!(tokens.authenticate("nope").is_none());
+        assert!(tokens.authenticate("").is_none());
+    }
+
+    #[test]
+    fn bad_static_token_files_name_the_line() {
+        for (text, line) in [
+            ("ok,u,1\nonly-two,fields\n", 2),
+            ("a,u,1\na,v,2\n", 2),
+            ("\"open,u,1\n", 1),
+            (",u,1\n", 1),
+        ] {
+            let err = StaticTokens::parse("t.csv", text).unwrap_err();
+            assert_eq!(err.line, line, "{text:?}: {err}");
+            assert!(err.to_string().contains("t.csv"), "{err}");
+        }
+    }
 
     #[derive(Default)]
     struct Objects(Mutex<HashMap<String, Value>>);

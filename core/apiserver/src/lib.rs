@@ -62,5 +62,7 @@ pub struct ApiServer {
     pub(crate) admission: admission::AdmissionChain,
     /// Bearer tokens (service-account tokens) of requests without a client certificate.
     pub(crate) tokens: auth::TokenAuthenticator,
+    /// Bearer tokens of the static token file, checked before service-account tokens.
+    pub(crate) static_tokens: auth::StaticTokens,
     pub(crate) opts: ApiOptions,
 }

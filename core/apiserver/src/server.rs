@@ -53,6 +53,9 @@ pub struct Config {
     pub advertise_address: Option<IpAddr>,
     pub store: StoreConfig,
     pub bookmark_interval: Duration,
+    /// A static token file (`token,user,uid[,"groups"]` per line) whose bearer tokens
+    /// authenticate as the users named; agents join with one.
+    pub token_auth_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -72,6 +75,7 @@ impl Config {
             service_node_port_range: (30000, 32767),
             advertise_address: None,
             bookmark_interval: Duration::from_secs(60),
+            token_auth_file: None,
         }
     }
 }
@@ -126,9 +130,16 @@ fn default_advertise(cfg: &Config) -> IpAddr {
     if !cfg.bind_address.is_unspecified() {
         return cfg.bind_address;
     }
-    crate::pki::host_addresses()
-        .into_iter()
-        .next()
+    // The address of the default route's interface (a UDP "connect" sends nothing), not
+    // the first local address, which may be a pod bridge's.
+    let routed = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").map(|_| s))
+        .and_then(|s| s.local_addr())
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+    routed
+        .or_else(|| crate::pki::host_addresses().into_iter().next())
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
@@ -185,12 +196,22 @@ pub async fn start(cfg: Config) -> Result<RunningServer> {
             cache: cache.clone(),
         }),
     );
+    let static_tokens = match &cfg.token_auth_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::Config(format!("token auth file {}: {e}", path.display())))?;
+            crate::auth::StaticTokens::parse(&path.display().to_string(), &text)
+                .map_err(|e| Error::Config(e.to_string()))?
+        }
+        None => crate::auth::StaticTokens::default(),
+    };
     let server = Arc::new(ApiServer {
         store,
         cache,
         alloc,
         admission,
         tokens,
+        static_tokens,
         opts: ApiOptions {
             advertise,
             secure_port: addr.port(),
@@ -472,6 +493,9 @@ async fn authenticate_bearer(server: &ApiServer, headers: &http::HeaderMap) -> O
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(crate::auth::bearer_token)?;
+    if let Some(user) = server.static_tokens.authenticate(token) {
+        return Some(user);
+    }
     match server.tokens.authenticate(token).await {
         Ok(user) => Some(user),
         Err(e @ crate::auth::AuthError::Lookup { .. }) => {

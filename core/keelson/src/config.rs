@@ -16,7 +16,8 @@ use keelson_apiserver::{Config, StoreConfig};
 #[derive(Args, Debug, Default)]
 pub struct ApiserverArgs {
     /// YAML config file (keys: dataDir, bindAddress, securePort, tlsSan, writeKubeconfig,
-    /// serviceClusterIPRange, serviceNodePortRange, advertiseAddress, etcdServers, etcdPrefix).
+    /// serviceClusterIPRange, serviceNodePortRange, advertiseAddress, etcdServers, etcdPrefix,
+    /// tokenAuthFile).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Where the store, certificates and kubeconfig live.
@@ -49,6 +50,10 @@ pub struct ApiserverArgs {
     /// Key prefix under which objects are stored in etcd.
     #[arg(long)]
     pub etcd_prefix: Option<String>,
+    /// A static token file: `token,user,uid[,"group1,group2"]` per line; requests bearing one
+    /// of its tokens authenticate as its user (how agents join; see `keelson agent`).
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
     /// Seconds between watch bookmarks.
     #[arg(long, hide = true)]
     pub bookmark_interval_seconds: Option<u64>,
@@ -70,6 +75,7 @@ struct ApiserverFile {
     #[serde(default)]
     etcd_servers: Vec<String>,
     etcd_prefix: Option<String>,
+    token_auth_file: Option<PathBuf>,
 }
 
 /// `15s`, `500ms`, `1m`, `1h`, or plain seconds.
@@ -205,6 +211,7 @@ impl ApiserverArgs {
                 prefix: self.etcd_prefix.or(file.etcd_prefix).unwrap_or_default(),
             };
         }
+        cfg.token_auth_file = self.token_auth_file.or(file.token_auth_file);
         if let Some(s) = self.bookmark_interval_seconds {
             cfg.bookmark_interval = Duration::from_secs(s.max(1));
         }

@@ -4,10 +4,12 @@ mod bench;
 mod bench_controllers;
 mod bench_plugins;
 mod bench_pods;
+mod bench_proxy;
 mod bench_scheduler;
 mod bench_scheduler_e2e;
 mod config;
 mod controller_manager_cmd;
+mod dns_cmd;
 mod image_cmd;
 mod kubelet_cmd;
 mod leader_args;
@@ -16,6 +18,7 @@ mod plugin_check;
 mod private_containerd;
 mod proxy_cmd;
 mod scheduler_cmd;
+mod up;
 
 use anyhow::Context as _;
 
@@ -48,9 +51,20 @@ enum Command {
     Kubelet(kubelet_cmd::KubeletArgs),
     /// Run the service proxy: cluster IPs and node ports through nftables rules.
     Proxy(proxy_cmd::ProxyArgs),
+    /// Run the cluster DNS: names for Services under the cluster domain, other names
+    /// forwarded to the node's resolvers.
+    Dns(dns_cmd::DnsArgs),
     /// Run the control plane in one process: the API server, the controller manager and the
     /// scheduler.
-    Server(ServerArgs),
+    Server(up::ServerArgs),
+    /// Run the whole system in one process: the control plane with the embedded store, and a
+    /// node (kubelet, service proxy) on the system's containerd or a private one.
+    Up(up::UpArgs),
+    /// Run a node that joins an existing control plane: the kubelet and the service proxy.
+    Agent(up::AgentArgs),
+    /// Remove what `keelson up` or `keelson agent` left running on this node: pods' containers,
+    /// the pod network and the service rules (the cluster's state is kept).
+    Down(up::DownArgs),
     /// Scaffold, build, inspect and check plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -60,25 +74,6 @@ enum Command {
     /// Benchmarks that print figures against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
-}
-
-/// `keelson server`: the API server's flags, plus the controller manager's and the
-/// scheduler's config files.
-#[derive(clap::Args, Debug)]
-struct ServerArgs {
-    #[command(flatten)]
-    apiserver: config::ApiserverArgs,
-    /// The scheduler's YAML config file (see `keelson scheduler --help`); its kubeconfig
-    /// defaults to the admin kubeconfig the API server writes.
-    #[arg(long)]
-    scheduler_config: Option<std::path::PathBuf>,
-    /// A Kubernetes v1 Policy file for the scheduler.
-    #[arg(long)]
-    policy_config_file: Option<std::path::PathBuf>,
-    /// The controller manager's YAML config file (see `keelson controller-manager --help`);
-    /// its kubeconfig, service-account key and CA default to the API server's.
-    #[arg(long)]
-    controller_manager_config: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -94,6 +89,9 @@ enum BenchCommand {
     /// Pod-create-to-Running latency through the API server and a kubelet on containerd,
     /// one at a time and many at once, beside `ctr run` of the same image.
     Pods(bench_pods::BenchPodsArgs),
+    /// TCP throughput and new connections per second to a pod directly, through a ClusterIP
+    /// in kernel mode and in userspace mode, in network namespaces of the bench's own.
+    Proxy(bench_proxy::BenchProxyArgs),
     /// Pods per second through the scheduler, SchedulingBasic-like: built-in policies,
     /// native library, Wasm component.
     Scheduler(bench_scheduler::BenchSchedulerArgs),
@@ -116,7 +114,8 @@ fn main() -> anyhow::Result<()> {
         if matches!(cli.command, Command::Bench(_) | Command::Plugin(_)) {
             "warn"
         } else {
-            "info"
+            // hickory logs every DNS query at info.
+            "info,hickory_server=warn"
         },
     );
     // Plugin tooling and the plugin benchmark are synchronous: no runtime needed.
@@ -137,11 +136,16 @@ fn main() -> anyhow::Result<()> {
             Command::Scheduler(args) => run_scheduler(args).await,
             Command::Kubelet(args) => run_kubelet(args).await,
             Command::Proxy(args) => run_proxy(args).await,
-            Command::Server(args) => run_server(args).await,
+            Command::Dns(args) => run_dns(args).await,
+            Command::Server(args) => up::server(args).await,
+            Command::Up(args) => up::up(args).await,
+            Command::Agent(args) => up::agent(args).await,
+            Command::Down(args) => up::down(args).await,
             Command::Image(command) => image_cmd::run(command).await,
             Command::Bench(BenchCommand::Api(args)) => bench::run(args).await,
             Command::Bench(BenchCommand::Controllers(args)) => bench_controllers::run(args).await,
             Command::Bench(BenchCommand::Pods(args)) => bench_pods::run(args).await,
+            Command::Bench(BenchCommand::Proxy(args)) => bench_proxy::run(args).await,
             Command::Plugin(_)
             | Command::Bench(BenchCommand::Plugins(_) | BenchCommand::Scheduler(_)) => Ok(()),
         }
@@ -224,80 +228,7 @@ async fn run_proxy(args: proxy_cmd::ProxyArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
-    // Check the controller manager's and the scheduler's config before a port is bound.
-    let sched_args = scheduler_cmd::SchedulerArgs {
-        config: args.scheduler_config,
-        policy_config_file: args.policy_config_file,
-        ..Default::default()
-    };
-    let cfg = args.apiserver.resolve()?;
-    let kubeconfig = cfg.data_dir.join("kubeconfig.yaml");
-    let mut resolved = sched_args.resolve()?;
-    resolved.kubeconfig = kubeconfig;
-    let (host, scheduler) = scheduler_cmd::build(&resolved)?;
-    let cm_args = controller_manager_cmd::ControllerManagerArgs {
-        config: args.controller_manager_config,
-        kubeconfig: Some(cfg.data_dir.join("kubeconfig.yaml")),
-        ..Default::default()
-    };
-    cm_args.clone().resolve()?;
-    let server = keelson_apiserver::start(cfg)
-        .await
-        .context("start the API server")?;
-    resolved.kubeconfig = server.kubeconfig.clone();
-    // Resolved again once the API server has written its kubeconfig and keys beside it.
-    let cm_resolved = cm_args.resolve()?;
-    // The scheduler runs Wasm and native policies synchronously; on its own thread and
-    // runtime it never stalls the API server's request handling.
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let sched_thread = std::thread::Builder::new()
-        .name("scheduler".into())
-        .spawn(move || -> anyhow::Result<()> {
-            let _host = host;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("start the scheduler's runtime")?;
-            rt.block_on(scheduler_cmd::run(resolved, scheduler, shutdown))
-        })
-        .context("start the scheduler thread")?;
-    let cm_shutdown = stop.subscribe();
-    let cm_task = tokio::spawn(async move {
-        let r = controller_manager_cmd::run(cm_resolved, cm_shutdown).await;
-        if let Err(e) = &r {
-            // Said at once: the API server keeps serving, but nothing reconciles.
-            eprintln!("keelson: controller manager stopped: {e:#}");
-        }
-        r
-    });
-    eprintln!(
-        "keelson: API server ready at {}\nkeelson: controller manager and scheduler started\nkeelson: kubeconfig written to {}\nkeelson: try: kubectl --kubeconfig {} get nodes",
-        server.url,
-        server.kubeconfig.display(),
-        server.kubeconfig.display()
-    );
-    wait_for_signal().await;
-    eprintln!("keelson: shutting down");
-    let _ = stop.send(true);
-    // Give the scheduler a moment to release its lease while the API server still serves.
-    let joined = tokio::task::spawn_blocking(move || sched_thread.join());
-    match tokio::time::timeout(std::time::Duration::from_secs(5), joined).await {
-        Ok(Ok(Ok(Err(e)))) => eprintln!("keelson: scheduler: {e:#}"),
-        Ok(_) => {}
-        Err(_) => eprintln!("keelson: the scheduler did not stop in time"),
-    }
-    if tokio::time::timeout(std::time::Duration::from_secs(5), cm_task)
-        .await
-        .is_err()
-    {
-        eprintln!("keelson: the controller manager did not stop in time");
-    }
-    server.shutdown().await;
-    Ok(())
-}
-
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
@@ -309,5 +240,19 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+async fn run_dns(args: dns_cmd::DnsArgs) -> anyhow::Result<()> {
+    let resolved = args.resolve()?;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let mut task = tokio::spawn(dns_cmd::run(resolved, shutdown));
+    tokio::select! {
+        r = &mut task => r.context("dns task")?,
+        _ = wait_for_signal() => {
+            eprintln!("keelson: shutting down");
+            let _ = stop.send(true);
+            task.await.context("dns task")?
+        }
     }
 }

@@ -8,7 +8,8 @@ use clap::Args;
 use ipnet::Ipv4Net;
 use keelson_proxy::Nft;
 use keelson_proxy::nft::Config;
-use keelson_proxy::proxier::Mode;
+use keelson_proxy::proxier::{Mode, Options};
+use keelson_proxy::userspace::DEFAULT_UDP_IDLE_TIMEOUT;
 use serde::Deserialize;
 use tokio::sync::watch;
 
@@ -18,7 +19,7 @@ use crate::config::{base_dir, duration, kubeconfig, load_yaml, parse_duration};
 #[derive(Args, Debug, Default, Clone)]
 pub struct ProxyArgs {
     /// YAML config file (keys: kubeconfig, mode, clusterCIDR, masqueradeAll, syncPeriod,
-    /// nftablesTable).
+    /// nftablesTable, udpIdleTimeout).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// The kubeconfig to reach the API server with (default: $KUBECONFIG, then
@@ -42,6 +43,9 @@ pub struct ProxyArgs {
     /// on one node need different tables.
     #[arg(long)]
     pub nftables_table: Option<String>,
+    /// Userspace mode: how long an idle UDP session is kept (250ms).
+    #[arg(long, value_parser = parse_duration)]
+    pub udp_timeout: Option<Duration>,
     /// Remove the proxy's rules and exit.
     #[arg(long)]
     pub cleanup: bool,
@@ -57,6 +61,7 @@ struct ProxyFile {
     masquerade_all: Option<bool>,
     sync_period: Option<String>,
     nftables_table: Option<String>,
+    udp_idle_timeout: Option<String>,
 }
 
 /// Everything the proxy needs, resolved and checked.
@@ -65,6 +70,7 @@ pub struct Resolved {
     pub mode: Mode,
     pub rules: Config,
     pub sync_period: Duration,
+    pub options: Options,
     pub cleanup: bool,
 }
 
@@ -110,6 +116,11 @@ impl ProxyArgs {
         if sync_period.is_zero() {
             bail!("syncPeriod must be positive");
         }
+        let udp_idle_timeout = duration(self.udp_timeout, "udpIdleTimeout", file.udp_idle_timeout)?
+            .unwrap_or(DEFAULT_UDP_IDLE_TIMEOUT);
+        if udp_idle_timeout.is_zero() {
+            bail!("udpIdleTimeout must be positive");
+        }
         Ok(Resolved {
             kubeconfig: kubeconfig(self.kubeconfig, file.kubeconfig, &base),
             mode,
@@ -119,6 +130,10 @@ impl ProxyArgs {
                 table,
             },
             sync_period,
+            options: Options {
+                udp_idle_timeout,
+                ..Options::default()
+            },
             cleanup: self.cleanup,
         })
     }
@@ -138,18 +153,44 @@ pub async fn run(resolved: Resolved, shutdown: watch::Receiver<bool>) -> anyhow:
         t = resolved.rules.table
     ))
     .context("the proxy needs nftables with NAT support (run as root)")?;
+    preflight(resolved.mode);
     let client = keelson_client::connect(&resolved.kubeconfig, "keelson-proxy")
         .await
         .context("connect to the API server")?;
-    keelson_proxy::proxier::run(
+    keelson_proxy::proxier::run_with(
         client,
         resolved.mode,
         nft,
         resolved.rules,
         resolved.sync_period,
         false,
+        resolved.options,
         shutdown,
     )
     .await;
     Ok(())
+}
+
+/// Warns about what the node lacks for parts of the proxy's job, which the proxy can run
+/// without.
+fn preflight(mode: Mode) {
+    let bridge_nf = std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables");
+    if mode == Mode::Kernel && bridge_nf.is_ok_and(|v| v.trim() == "0") {
+        tracing::warn!(
+            "net.bridge.bridge-nf-call-iptables is 0: replies between pods on one bridge skip the \
+             proxy's NAT, so a pod reaching a service whose endpoint is on its own bridge (or is \
+             itself) gets no answer; set it to 1 (sysctl -w net.bridge.bridge-nf-call-iptables=1)"
+        );
+    }
+    let conntrack = std::process::Command::new("conntrack")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !conntrack.is_ok_and(|s| s.success()) {
+        tracing::warn!(
+            "conntrack (Debian package conntrack) is missing: UDP flows to an endpoint that goes \
+             away keep going to it until their conntrack entries expire"
+        );
+    }
 }

@@ -124,9 +124,11 @@ fn guestbook_flow(backend: Backend) {
             rc["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
             30
         );
+        // The manifests name locally built images and say IfNotPresent, which is kept (an
+        // untagged image without a policy would default to Always).
         assert_eq!(
             rc["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
-            "Always"
+            "IfNotPresent"
         );
         assert_eq!(rc["metadata"]["generation"], 1);
         let svc = k.json(&["get", "svc", "frontend", "-n", &ns]);

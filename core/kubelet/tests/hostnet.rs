@@ -1,6 +1,6 @@
 //! `NetlinkHostNet` on real kernel objects: a test network namespace standing for a pod, a
-//! bridge and a veth pair into it, addresses, routes, neighbours, FDB entries, forwarding and
-//! masquerading. Needs root. Every object has a unique name and is removed on drop.
+//! bridge and a veth pair into it, hairpin mode, addresses, routes, neighbours, FDB entries,
+//! forwarding and masquerading. Needs root. Every object has a unique name and is removed on drop.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -142,6 +142,41 @@ fn netlink_host_net_drives_real_links_routes_and_nat() {
     let veth = net.get_link(Netns::Host, fx.veth.clone()).unwrap();
     assert_eq!(veth.kind, "veth");
     assert_eq!(veth.master.as_deref(), Some(fx.bridge.as_str()));
+
+    // Hairpin mode on the bridge port, off again, and refused for a link outside any bridge.
+    let hairpin = || {
+        let path = format!("/sys/class/net/{}/brport/hairpin_mode", fx.veth);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(hairpin(), "0");
+    net.set_link_hairpin(Netns::Host, fx.veth.clone(), true)
+        .unwrap();
+    assert_eq!(hairpin(), "1");
+    net.set_link_hairpin(Netns::Host, fx.veth.clone(), false)
+        .unwrap();
+    assert_eq!(hairpin(), "0");
+    assert!(
+        matches!(
+            net.set_link_hairpin(Netns::Host, fx.bridge.clone(), true),
+            Err(NetError::InvalidArgument(_))
+        ),
+        "a bridge is no bridge port"
+    );
+    assert!(
+        matches!(
+            net.set_link_hairpin(pod(), "lo".into(), true),
+            Err(NetError::InvalidArgument(_))
+        ),
+        "lo is no bridge port"
+    );
+    assert_eq!(
+        net.set_link_hairpin(Netns::Host, format!("{}x", fx.dummy), true)
+            .err(),
+        Some(NetError::NotFound)
+    );
     let in_pod = net.list_links(pod()).unwrap();
     let names: Vec<&str> = in_pod.iter().map(|l| l.name.as_str()).collect();
     assert!(

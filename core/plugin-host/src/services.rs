@@ -100,6 +100,7 @@ macro_rules! host_net_functions {
             default_interface "default-interface" (family: AddressFamily) -> LinkInfo;
             set_masquerade "set-masquerade" (source: IpPrefix, exempt: Vec<IpPrefix>) -> ();
             clear_masquerade "clear-masquerade" (source: IpPrefix) -> ();
+            set_link_hairpin "set-link-hairpin" (netns: Netns, name: String, on: bool) -> ();
         }
     };
 }
@@ -270,6 +271,10 @@ mod tests {
         );
         assert_eq!(net.set_masquerade(cidr, vec![cidr]), Ok(()));
         assert_eq!(net.clear_masquerade(cidr), Ok(()));
+        assert_eq!(
+            net.set_link_hairpin(Netns::Host, "veth1".into(), true),
+            Ok(())
+        );
         let cidr_text = format!("{cidr:?}");
         assert_eq!(
             net.calls(),
@@ -280,6 +285,7 @@ mod tests {
                 "set-link-up(Netns::Pod(\"u1\"), \"lo\", true)".to_string(),
                 format!("set-masquerade({cidr_text}, [{cidr_text}])"),
                 format!("clear-masquerade({cidr_text})"),
+                "set-link-hairpin(Netns::Host, \"veth1\", true)".to_string(),
             ]
         );
     }

@@ -125,6 +125,21 @@ fn wasm_native_and_builtin_make_the_same_host_net_calls() {
         )
     );
     assert!(names.contains(&"delete-link"), "detach deletes the veth");
+    // Every attach puts the pod's host veth in hairpin mode right after bridging it.
+    let hairpins: Vec<usize> = (0..calls.len())
+        .filter(|&i| calls[i].0 == "set-link-hairpin")
+        .collect();
+    assert_eq!(hairpins.len(), 4, "one per attach: {names:?}");
+    for i in hairpins {
+        let veth = calls[i - 1].1.split(", ").nth(1).expect("veth argument");
+        assert_eq!(calls[i - 1].0, "set-link-master", "{names:?}");
+        assert_eq!(
+            calls[i].1,
+            format!("(Netns::Host, {veth}, true)"),
+            "{:?}",
+            calls[i - 1]
+        );
+    }
 
     let ips: Vec<_> = results.iter().map(|r| r.addresses[0].address).collect();
     let pod = |d| IpPrefix {

@@ -6,11 +6,11 @@
 //!   Keelson's own and computes the transaction that takes the kernel from the last applied
 //!   rules to the new ones.
 //! - [`proxier`] is the watch loop that keeps the node in step, in either mode.
-//! - [`userspace`] is the book's mode: a listener per service port, round robin with ClientIP
-//!   affinity, dial retries to the next endpoint.
-//!
-//! To come: the cluster DNS.
+//! - [`userspace`] is the book's mode: a listener per service port (TCP and UDP), round robin
+//!   with ClientIP affinity, dial retries to the next endpoint, UDP client sessions.
+//! - [`conntrack`] flushes the conntrack entries of UDP flows whose endpoint went away.
 
+pub mod conntrack;
 pub mod model;
 pub mod nft;
 pub mod proxier;
@@ -26,6 +26,10 @@ pub enum Error {
     NftMissing(#[source] std::io::Error),
     #[error("nft refused the transaction: {0}")]
     Nft(String),
+    #[error("cannot run conntrack (Debian package conntrack): {0}")]
+    ConntrackMissing(#[source] std::io::Error),
+    #[error("{0}")]
+    Conntrack(String),
 }
 
 /// Runs `nft`, in the node's network namespace or in a named one (`ip netns`).

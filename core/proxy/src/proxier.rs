@@ -4,7 +4,9 @@
 //! Changes are gathered for [`MIN_SYNC_INTERVAL`] before a sync, so a burst of endpoint
 //! updates costs one transaction. A sync that fails (nft refusing it, or the table removed by
 //! someone) is followed by a full one after [`RETRY`]. Every `sync_period` the table is
-//! checked and rebuilt if it has gone.
+//! checked and rebuilt if it has gone. After a sync, conntrack entries of UDP flows whose
+//! endpoint (kernel mode) or listener (userspace mode) went away are deleted (see
+//! [`crate::conntrack`]).
 
 use std::collections::BTreeMap;
 use std::pin::pin;
@@ -18,6 +20,7 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt as _;
 
 use crate::Nft;
+use crate::conntrack::{self, Stale};
 use crate::model::{ServiceMap, service_map};
 use crate::nft::{Config, Ruleset, ruleset, transaction};
 use crate::userspace::{self, Portals};
@@ -39,13 +42,21 @@ enum State {
 }
 
 impl State {
-    fn new(mode: Mode) -> State {
+    fn new(mode: Mode, options: &Options) -> State {
         match mode {
             Mode::Kernel => State::Kernel { applied: None },
             Mode::Userspace => State::Userspace {
-                portals: Portals::default(),
+                portals: Portals::new(options.udp_idle_timeout),
                 applied: false,
             },
+        }
+    }
+
+    /// The conntrack entries that going from `old` to `new` leaves stale.
+    fn stale(&self, old: &ServiceMap, new: &ServiceMap) -> Vec<Stale> {
+        match self {
+            State::Kernel { .. } => conntrack::stale_endpoints(old, new),
+            State::Userspace { .. } => conntrack::stale_portals(old, new),
         }
     }
 
@@ -96,8 +107,26 @@ pub const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(50);
 /// How long after a failed sync the next (full) one is tried.
 pub const RETRY: Duration = Duration::from_secs(1);
 
+/// Settings beyond the rules' [`Config`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Userspace mode: how long a UDP session may idle (kube-proxy's `udpIdleTimeout`).
+    pub udp_idle_timeout: Duration,
+    /// Delete conntrack entries of UDP flows whose endpoint or listener went away.
+    pub flush_conntrack: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            udp_idle_timeout: crate::userspace::DEFAULT_UDP_IDLE_TIMEOUT,
+            flush_conntrack: true,
+        }
+    }
+}
+
 /// Runs the proxier until `shutdown` turns true; the table is left in place (a restarted
-/// proxy replaces it), unless `cleanup_on_exit`.
+/// proxy replaces it), unless `cleanup_on_exit`. [`Options::default`] for the rest.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     client: kube::Client,
@@ -106,6 +135,31 @@ pub async fn run(
     config: Config,
     sync_period: Duration,
     cleanup_on_exit: bool,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_with(
+        client,
+        mode,
+        nft,
+        config,
+        sync_period,
+        cleanup_on_exit,
+        Options::default(),
+        shutdown,
+    )
+    .await;
+}
+
+/// [`run`], with `options`.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_with(
+    client: kube::Client,
+    mode: Mode,
+    nft: Nft,
+    config: Config,
+    sync_period: Duration,
+    cleanup_on_exit: bool,
+    options: Options,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let services: Api<Service> = Api::all(client.clone());
@@ -123,7 +177,9 @@ pub async fn run(
     let mut svcs: BTreeMap<ObjectKey, Service> = BTreeMap::new();
     let mut eps: BTreeMap<ObjectKey, Endpoints> = BTreeMap::new();
     let (mut svc_synced, mut ep_synced) = (false, false);
-    let mut state = State::new(mode);
+    let mut state = State::new(mode, &options);
+    // The map the last successful sync served, to find stale conntrack entries.
+    let mut served = ServiceMap::new();
     let mut dirty = false;
     let mut next_check = tokio::time::Instant::now() + sync_period;
     loop {
@@ -179,6 +235,20 @@ pub async fn run(
                     Ok(()) => {
                         tracing::debug!(services = map.len(), "proxy rules synced");
                         dirty = false;
+                        let stale = state.stale(&served, &map);
+                        if options.flush_conntrack && !stale.is_empty() {
+                            let netns = nft.netns.clone();
+                            let done = tokio::task::spawn_blocking(move || {
+                                conntrack::flush(netns.as_deref(), &stale)
+                            })
+                            .await;
+                            match done {
+                                Ok(Ok(())) => {}
+                                Ok(Err(e)) => tracing::warn!("cannot delete stale UDP conntrack entries: {e}"),
+                                Err(e) => tracing::warn!("the conntrack task failed: {e}"),
+                            }
+                        }
+                        served = map;
                     }
                     Err(e) => {
                         tracing::warn!("proxy sync failed; a full sync follows: {e}");

@@ -1,8 +1,9 @@
-//! Userspace mode, the book's proxy: a TCP listener on the node per service port, which the
-//! kernel's rules send the service's traffic to (`redirect`), and which copies every
+//! Userspace mode, the book's proxy: a listener on the node per service port, which the
+//! kernel's rules send the service's traffic to (`redirect`). A TCP listener copies every
 //! connection to an endpoint chosen round robin, with ClientIP affinity when the service
-//! asks for it. A dial that fails or times out (1, 2, 4, then 8 s) moves on to the next
-//! endpoint.
+//! asks for it; a dial that fails or times out (1, 2, 4, then 8 s) moves on to the next
+//! endpoint. A UDP socket relays datagrams per client session through the same balancer
+//! (see [`udp`]).
 //!
 //! The rules live in the same table as kernel mode's and reuse its skeleton: services
 //! without endpoints are rejected the same way; the others are redirected to their
@@ -18,6 +19,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::model::{Endpoint, Protocol, ServiceMap, ServicePort, ServicePortName};
+
+pub mod udp;
+
+pub use udp::DEFAULT_UDP_IDLE_TIMEOUT;
 
 /// How long each dial may take, one per attempt, as the book's proxy tries them.
 pub const DIAL_TIMEOUTS: [Duration; 4] = [
@@ -83,6 +88,8 @@ impl Balancer {
 struct Portal {
     port: u16,
     balancer: Arc<Mutex<Balancer>>,
+    /// A UDP port's client sessions.
+    sessions: Option<Arc<udp::Sessions>>,
     task: JoinHandle<()>,
 }
 
@@ -92,15 +99,37 @@ impl Drop for Portal {
     }
 }
 
-/// The listeners of every TCP service port with endpoints.
-#[derive(Default)]
+/// The listeners of every TCP and UDP service port with endpoints.
 pub struct Portals {
     portals: BTreeMap<ServicePortName, Portal>,
+    udp_idle_timeout: Duration,
+}
+
+impl Default for Portals {
+    fn default() -> Self {
+        Portals::new(DEFAULT_UDP_IDLE_TIMEOUT)
+    }
 }
 
 impl Portals {
+    /// No listeners yet; UDP sessions end after `udp_idle_timeout` without a datagram.
+    pub fn new(udp_idle_timeout: Duration) -> Portals {
+        Portals {
+            portals: BTreeMap::new(),
+            udp_idle_timeout,
+        }
+    }
+
+    /// The open sessions of a UDP service port (0 for other ports).
+    pub fn udp_sessions(&self, name: &ServicePortName) -> usize {
+        self.portals
+            .get(name)
+            .and_then(|p| p.sessions.as_ref())
+            .map_or(0, |s| s.len())
+    }
+
     /// Opens, updates and closes listeners to match `services`; returns the local port of
-    /// each TCP service port served.
+    /// each TCP and UDP service port served (SCTP is not proxied in this mode).
     pub async fn sync(
         &mut self,
         services: &ServiceMap,
@@ -111,7 +140,7 @@ impl Portals {
                 .is_some_and(|sp| !sp.endpoints.is_empty())
         });
         for sp in services.values() {
-            if sp.name.protocol != Protocol::Tcp || sp.endpoints.is_empty() {
+            if sp.name.protocol == Protocol::Sctp || sp.endpoints.is_empty() {
                 continue;
             }
             let affinity = sp
@@ -121,21 +150,43 @@ impl Portals {
                 if let Ok(mut b) = p.balancer.lock() {
                     b.update(sp.endpoints.clone(), affinity);
                 }
+                if let Some(sessions) = &p.sessions {
+                    sessions.keep_endpoints(&sp.endpoints);
+                }
                 continue;
             }
-            let listener = TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)).await?;
-            let port = listener.local_addr()?.port();
             let balancer = Arc::new(Mutex::new(Balancer::default()));
             if let Ok(mut b) = balancer.lock() {
                 b.update(sp.endpoints.clone(), affinity);
             }
             let name = sp.name.to_string();
-            let task = tokio::spawn(serve(listener, balancer.clone(), name));
+            let (port, sessions, task) = if sp.name.protocol == Protocol::Udp {
+                let socket = udp::bind().await?;
+                let port = socket.local_addr()?.port();
+                let sessions = Arc::new(udp::Sessions::default());
+                let task = tokio::spawn(udp::serve(
+                    socket,
+                    balancer.clone(),
+                    sessions.clone(),
+                    self.udp_idle_timeout,
+                    name,
+                ));
+                (port, Some(sessions), task)
+            } else {
+                let listener = TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)).await?;
+                let port = listener.local_addr()?.port();
+                (
+                    port,
+                    None,
+                    tokio::spawn(serve(listener, balancer.clone(), name)),
+                )
+            };
             self.portals.insert(
                 sp.name.clone(),
                 Portal {
                     port,
                     balancer,
+                    sessions,
                     task,
                 },
             );
@@ -205,15 +256,16 @@ pub fn portal_rules(services: &ServiceMap, ports: &BTreeMap<ServicePortName, u16
         let Some(sp) = services.get(name) else {
             continue;
         };
+        let proto = sp.name.protocol.as_str();
         for ip in destinations(sp) {
             rules.push(format!(
-                "ip daddr {ip} tcp dport {} redirect to :{local}",
+                "ip daddr {ip} {proto} dport {} redirect to :{local}",
                 sp.port
             ));
         }
         if let Some(np) = sp.node_port {
             rules.push(format!(
-                "fib daddr type local ip daddr != 127.0.0.0/8 tcp dport {np} redirect to :{local}"
+                "fib daddr type local ip daddr != 127.0.0.0/8 {proto} dport {np} redirect to :{local}"
             ));
         }
     }
@@ -273,6 +325,34 @@ mod tests {
             ip: std::net::Ipv4Addr::new(10, 244, 0, last),
             port: 80,
         }
+    }
+
+    #[test]
+    fn udp_ports_are_redirected_as_udp() {
+        let name = ServicePortName {
+            namespace: "kube-system".into(),
+            name: "dns".into(),
+            port: "dns".into(),
+            protocol: Protocol::Udp,
+        };
+        let sp = ServicePort {
+            name: name.clone(),
+            cluster_ip: std::net::Ipv4Addr::new(10, 0, 0, 10),
+            port: 53,
+            node_port: Some(30053),
+            external_ips: vec![],
+            affinity_timeout: None,
+            endpoints: vec![ep(1)],
+        };
+        let services: ServiceMap = [(name.clone(), sp)].into_iter().collect();
+        let ports = [(name, 40000)].into_iter().collect();
+        assert_eq!(
+            portal_rules(&services, &ports),
+            [
+                "ip daddr 10.0.0.10 udp dport 53 redirect to :40000",
+                "fib daddr type local ip daddr != 127.0.0.0/8 udp dport 30053 redirect to :40000",
+            ]
+        );
     }
 
     #[test]

@@ -472,6 +472,18 @@ pub fn busybox_image() -> PathBuf {
     path
 }
 
+/// The OCI image-layout archive `file` (`redis-master.tar`, ...) in [`images_dir`], built by
+/// `scripts/build-images.sh`. Panics, naming the script, when it has not been built.
+pub fn test_image(file: &str) -> PathBuf {
+    let path = images_dir().join(file);
+    assert!(
+        path.is_file(),
+        "test image {} is missing: run scripts/build-images.sh (scripts/setup.sh runs it)",
+        path.display()
+    );
+    path
+}
+
 const CONTAINERD_BIN: &str = "/usr/bin/containerd";
 
 /// A private containerd (Debian's `containerd`) with its own root, state dir and socket in a

@@ -60,19 +60,7 @@ impl KubeletNode {
             panic!("kubelet tests need a private containerd: {why}");
         }
         let cd = Containerd::start();
-        let out = Command::new(bin)
-            .args(["image", "import"])
-            .arg(busybox_image())
-            .arg("--address")
-            .arg(&cd.socket)
-            .args(["-n", &cd.namespace])
-            .output()
-            .expect("run keelson image import");
-        assert!(
-            out.status.success(),
-            "import busybox: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        import_archive(bin, &cd, &busybox_image());
         KubeletNode {
             kubelet: None,
             cluster: Cluster::start(bin),
@@ -83,6 +71,12 @@ impl KubeletNode {
             node_ip: node_ip.to_string(),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         }
+    }
+
+    /// Imports an OCI image-layout archive (see [`crate::test_image`]) into the node's
+    /// containerd.
+    pub fn import_image(&self, archive: &Path) {
+        import_archive(&self.bin, self.containerd(), archive);
     }
 
     /// The private containerd.
@@ -166,6 +160,24 @@ impl KubeletNode {
         );
         self.pod(name).unwrap_or_default()
     }
+}
+
+/// `keelson image import archive` into `cd`; panics with its stderr when it fails.
+fn import_archive(bin: &Path, cd: &Containerd, archive: &Path) {
+    let out = Command::new(bin)
+        .args(["image", "import"])
+        .arg(archive)
+        .arg("--address")
+        .arg(&cd.socket)
+        .args(["-n", &cd.namespace])
+        .output()
+        .expect("run keelson image import");
+    assert!(
+        out.status.success(),
+        "import {}: {}",
+        archive.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The last `lines` lines of `text`.

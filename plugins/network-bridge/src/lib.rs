@@ -3,9 +3,10 @@
 //! Each node gets a Linux bridge holding the first address of the node's IPv4 pod CIDR
 //! (`spec.podCIDRs`) as the pods' gateway; each pod gets a veth pair, one end in its namespace
 //! with the lowest free address of the CIDR and a default route through the gateway, the other
-//! end on the bridge. Traffic from pods to destinations outside the cluster's pod network is
-//! masqueraded to the node's address. Routes between nodes' pod CIDRs are not this backend's
-//! business: a single node, or nodes on one L2 segment with routes set up by other means.
+//! end on the bridge, in hairpin mode so that a pod reaches itself through a service address.
+//! Traffic from pods to destinations outside the cluster's pod network is masqueraded to the
+//! node's address. Routes between nodes' pod CIDRs are not this backend's business: a single
+//! node, or nodes on one L2 segment with routes set up by other means.
 //!
 //! Options (JSON, every key optional):
 //!
@@ -244,18 +245,13 @@ impl Bridge {
             log(
                 Level::Info,
                 &format!(
-                    "bridge {bridge} ready for pod CIDR {cidr} (gateway {}, masquerade {})",
+                    "bridge {bridge} ready for pod CIDR {cidr} (gateway {}, masquerade {}, \
+                     hairpin {})",
                     std::net::Ipv4Addr::from(Self::gateway(cidr)),
-                    self.options.masquerade
+                    self.options.masquerade,
+                    self.options.hairpin
                 ),
             );
-            if self.options.hairpin {
-                log(
-                    Level::Debug,
-                    "hairpin mode is not applied: host-net has no operation for bridge port \
-                     flags",
-                );
-            }
         }
         self.pod_cidr = Some(cidr);
         Ok(())
@@ -347,6 +343,19 @@ impl NetworkBackend for Bridge {
             &format!("attach {host_end} to {bridge}"),
             net::set_link_master(&Netns::Host, &host_end, Some(&bridge)),
         )?;
+        if self.options.hairpin {
+            // Lets the bridge send a frame back out of the port it came in on: the pod's own
+            // packets to a service address that the host rewrites to the pod itself. A host
+            // without the operation still gets a working pod, one that cannot reach itself
+            // through a service.
+            match net::set_link_hairpin(&Netns::Host, &host_end, true) {
+                Err(NetError::Unsupported(why)) => log(
+                    Level::Warn,
+                    &format!("hairpin mode not set on {host_end}: unsupported: {why}"),
+                ),
+                r => step(&format!("set hairpin mode on {host_end}"), r)?,
+            }
+        }
         step(
             &format!("set {host_end} up"),
             net::set_link_up(&Netns::Host, &host_end, true),

@@ -191,6 +191,7 @@ fn attach_builds_the_veth_address_and_default_route() {
             "create-link",
             "set-link-mtu",
             "set-link-master",
+            "set-link-hairpin",
             "set-link-up",
             "add-address",
             "set-link-up",
@@ -215,12 +216,14 @@ fn attach_builds_the_veth_address_and_default_route() {
         (netns, name, master.as_deref()),
         (Netns::Host, host_end.clone(), Some("keelson0"))
     );
-    let (netns, name, address): (Netns, String, IpPrefix) = calls[4].args().expect("args");
+    let (netns, name, on): (Netns, String, bool) = calls[3].args().expect("args");
+    assert_eq!((netns, name, on), (Netns::Host, host_end.clone(), true));
+    let (netns, name, address): (Netns, String, IpPrefix) = calls[5].args().expect("args");
     assert_eq!(
         (netns, name.as_str(), address),
         (Netns::Pod("u1".into()), "eth0", prefix(10, 244, 1, 2, 24))
     );
-    let (netns, route): (Netns, Route) = calls[7].args().expect("args");
+    let (netns, route): (Netns, Route) = calls[8].args().expect("args");
     assert_eq!(netns, Netns::Pod("u1".into()));
     assert_eq!(
         route,
@@ -239,6 +242,51 @@ fn attach_builds_the_veth_address_and_default_route() {
             mtu: Some(1500),
         }
     );
+}
+
+#[test]
+fn hairpin_off_leaves_the_bridge_port_alone() {
+    let (mut h, seen) = ready_with(r#"{"hairpin": false}"#, prefix(10, 244, 1, 0, 24));
+    h.attach_pod(&attach_request("a", "a")).expect("attach");
+    let calls = h.net_calls().split_off(seen);
+    assert!(
+        !names(&calls).contains(&"set-link-hairpin"),
+        "{:?}",
+        names(&calls)
+    );
+}
+
+#[test]
+fn a_failed_hairpin_step_fails_the_attach_with_its_name() {
+    let (mut h, _) = ready();
+    h.respond(
+        "set-link-hairpin",
+        &Err::<(), _>(NetError::InvalidArgument("not attached to a bridge".into())),
+    )
+    .expect("respond");
+    let e = h
+        .attach_pod(&attach_request("a", "a"))
+        .expect_err("must fail");
+    assert_eq!(e.kind, ErrorKind::InvalidInput);
+    assert_eq!(
+        e.message,
+        format!(
+            "set hairpin mode on {}: not attached to a bridge",
+            host_veth_name("sandbox-a")
+        )
+    );
+}
+
+#[test]
+fn a_host_without_hairpin_support_still_attaches_the_pod() {
+    let (mut h, _) = ready();
+    h.respond(
+        "set-link-hairpin",
+        &Err::<(), _>(NetError::Unsupported("set-link-hairpin".into())),
+    )
+    .expect("respond");
+    let r = h.attach_pod(&attach_request("a", "a")).expect("attach");
+    assert_eq!(pod_ip(&r), IpAddress::Ipv4((10, 244, 1, 2)));
 }
 
 #[test]

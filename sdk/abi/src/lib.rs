@@ -260,6 +260,7 @@ pub mod imports {
         "default-interface",
         "set-masquerade",
         "clear-masquerade",
+        "set-link-hairpin",
     ];
 
     /// The id of the `host-net` function named `name`, for constants: naming a function that

@@ -27,8 +27,8 @@ use rtnetlink::packet_core::{
 };
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo,
-    LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, InfoVxlan,
+    LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -1093,5 +1093,38 @@ impl HostNet for NetlinkHostNet {
     /// Removes the masquerade rule for `source`, if any.
     fn clear_masquerade(&self, source: IpPrefix) -> Result<(), NetError> {
         nft::clear_masquerade(prefix(&source)?)
+    }
+
+    /// Sets the bridge port's hairpin mode (`IFLA_BRPORT_MODE`) through the port's link-info
+    /// data, as `ip link set NAME type bridge_slave hairpin on` does.
+    fn set_link_hairpin(&self, netns: Netns, name: String, on: bool) -> Result<(), NetError> {
+        self.netlink(&netns, async move |mut h: Handle| {
+            let link = link_by_name(&mut h, &name).await?;
+            let not_a_port = || invalid(format!("{name} is not attached to a bridge"));
+            let attached = link
+                .attributes
+                .iter()
+                .any(|a| matches!(a, LinkAttribute::Controller(i) if *i != 0));
+            let port_kind = link.attributes.iter().find_map(|a| match a {
+                LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+                    NlLinkInfo::PortKind(k) => Some(k.clone()),
+                    _ => None,
+                }),
+                _ => None,
+            });
+            if !attached || port_kind.is_some_and(|k| k != InfoPortKind::Bridge) {
+                return Err(not_a_port());
+            }
+            let mut msg = set_msg(link.header.index);
+            msg.attributes.push(LinkAttribute::LinkInfo(vec![
+                NlLinkInfo::PortKind(InfoPortKind::Bridge),
+                NlLinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                    on,
+                )])),
+            ]));
+            // A new-link request for an existing link changes it; its port data goes to the
+            // bridge it is attached to.
+            change(&mut h, RouteNetlinkMessage::NewLink(msg), 0).await
+        })
     }
 }

@@ -298,6 +298,12 @@ fn wake_static(
     }
 }
 
+/// Removes every pod's containers from the runtime, sandboxes last, without touching their
+/// network (`keelson down`, which removes the node's network itself).
+pub async fn remove_all_pods(rt: &Runtime) {
+    remove_orphans(rt, None, &HashSet::new()).await;
+}
+
 /// Removes the containers of pods that are no longer bound to this node (deleted while the
 /// kubelet was down).
 async fn remove_orphans(

@@ -17,7 +17,7 @@ pub mod atomic;
 pub mod dns;
 pub mod env;
 pub mod hostpath;
-mod mounts;
+pub mod mounts;
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};

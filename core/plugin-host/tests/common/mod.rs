@@ -355,4 +355,5 @@ recording! {
     default_interface "default-interface" (family: AddressFamily) -> LinkInfo = Err(NetError::NotFound);
     set_masquerade "set-masquerade" (source: IpPrefix, exempt: Vec<IpPrefix>) -> () = Ok(());
     clear_masquerade "clear-masquerade" (source: IpPrefix) -> () = Ok(());
+    set_link_hairpin "set-link-hairpin" (netns: Netns, name: String, on: bool) -> () = Ok(());
 }
