@@ -361,17 +361,21 @@ impl Node {
     /// the proxy.
     pub async fn start(args: NodeArgs, setup: NodeSetup) -> anyhow::Result<Self> {
         let cluster_cidr = cluster_cidr(args.cluster_cidr)?;
-        let (address, containerd) = containerd_for(&args, &setup.data_dir).await?;
-        let address_str = address.display().to_string();
-        let network_plugin = args.network_plugin.unwrap_or_else(|| "bridge".into());
+        // The network options are checked before containerd is started for nothing.
+        let network_plugin = args
+            .network_plugin
+            .clone()
+            .unwrap_or_else(|| "bridge".into());
         let network_plugin_config = if network_plugin == "bridge" {
             Some(bridge_config(
                 args.network_plugin_config.as_deref(),
                 cluster_cidr,
             )?)
         } else {
-            args.network_plugin_config
+            args.network_plugin_config.clone()
         };
+        let (address, containerd) = containerd_for(&args, &setup.data_dir).await?;
+        let address_str = address.display().to_string();
         let record = NodeRecord {
             containerd_address: address_str.clone(),
             private_containerd: containerd.is_some(),
